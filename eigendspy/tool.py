@@ -1,0 +1,224 @@
+"""The `@tool` decorator: a plain typed Python function over a database becomes an agent tool.
+
+Why a decorator over plain functions: a domain author writes ordinary, testable Python
+(`def cancel_order(db, order_id: str) -> Order`) and gets, for free, the OpenAI function
+schema the model sees (derived from type hints and the Google-style docstring), the tool's
+kind (read / write / generic / think) that the environment uses to decide whether a call may
+touch state, and a stable name. The schema derivation mirrors tau2-bench's conventions
+(pydantic `model_json_schema` of a model named ``parameters``) so a tau2 model sees byte-equal
+tool definitions.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from enum import Enum
+from typing import Any, get_type_hints
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ToolKind(str, Enum):
+    """What a tool may do to state. Only WRITE tools get a writable view of the database."""
+
+    READ = "read"
+    WRITE = "write"
+    GENERIC = "generic"
+    THINK = "think"
+
+
+class ToolError(Exception):
+    """A domain-level failure (unknown id, wrong status, ...). The model sees ``Error: <message>``."""
+
+
+_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Return|Raises|Yields|Examples?|Notes?):\s*$")
+_ARG_LINE = re.compile(r"^(\s*)(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$")
+
+
+class ParsedDocstring(BaseModel):
+    """The parts of a Google-style docstring that reach the model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    description: str
+    arg_descriptions: dict[str, str]
+
+
+def parse_docstring(doc: str | None) -> ParsedDocstring:
+    """Split a Google-style docstring into the summary text and per-argument descriptions.
+
+    Continuation lines of an argument keep their line breaks (joined with ``\\n``), because
+    tau2-bench's schemas carry them that way and models are trained on those exact strings.
+    """
+    lines = inspect.cleandoc(doc or "").splitlines()
+    description: list[str] = []
+    args: dict[str, list[str]] = {}
+    section: str | None = None
+    current: str | None = None
+    arg_indent: int | None = None
+    for line in lines:
+        header = _SECTION.match(line)
+        if header:
+            section = header.group(1)
+            current, arg_indent = None, None
+            continue
+        if section is None:
+            description.append(line)
+            continue
+        if section not in ("Args", "Arguments", "Parameters"):
+            continue
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        match = _ARG_LINE.match(line)
+        if match and (arg_indent is None or indent <= arg_indent):
+            arg_indent = indent
+            current = match.group(2).lstrip("*")
+            args[current] = [match.group(4).strip()]
+        elif current is not None:
+            args[current].append(line.strip())
+    return ParsedDocstring(
+        description="\n".join(description).strip(),
+        arg_descriptions={name: "\n".join(p for p in parts if p) for name, parts in args.items()},
+    )
+
+
+INJECTED = ("ids",)
+"""Parameter names the environment supplies itself (never shown to the model): ``ids`` is the
+environment's seeded `IdSource`, so tools that mint ids stay reproducible."""
+
+
+class ToolSpec:
+    """A registered tool: the function, its kind, its argument model and its OpenAI schema.
+
+    The first parameter of the function receives the database view (named ``db`` by
+    convention); a parameter named ``ids`` receives the environment's id source; every other
+    parameter is a model-facing argument.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, kind: ToolKind, name: str | None = None) -> None:
+        self.fn = fn
+        self.kind = ToolKind(kind)
+        self.name = name or fn.__name__
+        parsed = parse_docstring(fn.__doc__)
+        self.description = parsed.description
+        signature = inspect.signature(fn)
+        params = list(signature.parameters.values())
+        if not params:
+            raise TypeError(f"tool {self.name!r} must take the database view as its first parameter")
+        hints = get_type_hints(fn)
+        fields: dict[str, Any] = {}
+        self.db_param = params[0].name
+        self.injected: tuple[str, ...] = tuple(p.name for p in params[1:] if p.name in INJECTED)
+        params = [params[0]] + [p for p in params[1:] if p.name not in INJECTED]
+        for param in params[1:]:
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise TypeError(f"tool {self.name!r}: *args/**kwargs are not allowed in tools")
+            if param.name not in hints:
+                raise TypeError(f"tool {self.name!r}: argument {param.name!r} needs a type hint")
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[param.name] = (
+                hints[param.name],
+                Field(default, description=parsed.arg_descriptions.get(param.name)),
+            )
+        self.arg_names: tuple[str, ...] = tuple(fields)
+        self.required: frozenset[str] = frozenset(
+            p.name for p in params[1:] if p.default is inspect.Parameter.empty
+        )
+        self.args_model: type[BaseModel] = pydantic.create_model("parameters", **fields)
+
+    @property
+    def mutates_state(self) -> bool:
+        return self.kind is ToolKind.WRITE
+
+    @property
+    def parameters_schema(self) -> dict[str, Any]:
+        return self.args_model.model_json_schema()
+
+    @property
+    def openai_schema(self) -> dict[str, Any]:
+        """The ``{"type": "function", "function": {...}}`` dict a chat-completions API takes."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters_schema,
+            },
+        }
+
+    def __call__(self, db: Any, **kwargs: Any) -> Any:
+        return self.fn(db, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"ToolSpec({self.name!r}, kind={self.kind.value})"
+
+
+def tool(
+    fn: Callable[..., Any] | None = None, *, kind: ToolKind | str = ToolKind.READ, name: str | None = None
+) -> Any:
+    """Register a function as a tool.
+
+    Args:
+        fn: The function; its first parameter receives the database view.
+        kind: ``read``, ``write``, ``generic`` or ``think``. Only ``write`` tools may change state.
+        name: Overrides the function name as the tool name.
+
+    Example:
+        ```python
+        @tool(kind="write")
+        def update_task_status(db: MockDB, task_id: str, status: str) -> Task:
+            \"\"\"Update the status of a task.
+
+            Args:
+                task_id: The ID of the task to update
+                status: The new status of the task
+            \"\"\"
+        ```
+    """
+
+    def wrap(f: Callable[..., Any]) -> ToolSpec:
+        return ToolSpec(f, kind=ToolKind(kind), name=name)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+class EnvFunction:
+    """A non-tool function over a database: initialization helpers and env assertions.
+
+    tau2 tasks name these in ``initialization_actions`` and ``env_assertions``; they are never
+    shown to a model. ``writes`` says whether it gets a writable view.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, writes: bool, name: str | None = None) -> None:
+        self.fn = fn
+        self.writes = writes
+        self.name = name or fn.__name__
+        params = list(inspect.signature(fn).parameters)
+        if not params:
+            raise TypeError(f"env function {self.name!r} must take the database view as its first parameter")
+        self.db_param = params[0]
+        self.injected: tuple[str, ...] = tuple(p for p in params[1:] if p in INJECTED)
+
+    def __call__(self, db: Any, **kwargs: Any) -> Any:
+        return self.fn(db, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"EnvFunction({self.name!r}, writes={self.writes})"
+
+
+def env_function(fn: Callable[..., Any] | None = None, *, writes: bool = True) -> Any:
+    """Register an initialization helper (writes by default)."""
+
+    def wrap(f: Callable[..., Any]) -> EnvFunction:
+        return EnvFunction(f, writes=writes)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def assertion(fn: Callable[..., Any]) -> EnvFunction:
+    """Register a read-only state assertion used by task ``env_assertions``."""
+    return EnvFunction(fn, writes=False)
