@@ -98,7 +98,9 @@ class Environment:
 
     # -- construction ------------------------------------------------------------------
     @classmethod
-    def for_task(cls, domain: Domain, task: Task | None = None, **kwargs: Any) -> Environment:
+    def for_task(
+        cls, domain: Domain, task: Task | None = None, *, include_history: bool = True, **kwargs: Any
+    ) -> Environment:
         """A fresh environment in the task's initial state.
 
         Order (tau2's): initialization data deep-merged into the DBs, then initialization
@@ -122,7 +124,7 @@ class Environment:
                 domain.tau2_init_data_quirk(env)
         for action in init.initialization_actions or []:
             env.run_function(action)
-        if init.message_history:
+        if include_history and init.message_history:
             env.replay(init.message_history)
         env.sync()
         return env
@@ -239,6 +241,14 @@ class Environment:
             txn.commit()
         self.sync()
         return result
+
+    def evaluate_function(self, call: EnvFunctionCall) -> Any:
+        """Call an assertion function on a read-only view (no writes, no sync). Raises on failure."""
+        kit = self.toolkit(call.env_type)
+        spec = kit.functions.get(call.func_name) or kit.tools.get(call.func_name)
+        if spec is None:
+            raise ValueError(f"{call.env_type} side has no function {call.func_name!r}")
+        return spec.fn(self.view(call.env_type), **call.arguments)
 
     def replay(self, messages: list[Message], *, writes_only: bool = True) -> None:
         """Re-execute the (state-changing) tool calls found in a list of messages."""

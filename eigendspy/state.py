@@ -296,3 +296,42 @@ class DBView:
         if kwargs:
             return state.to_model().model_dump(**kwargs)
         return state.dump()
+
+
+def describe_differences(actual: DBState, expected: DBState, limit: int = 6) -> list[str]:
+    """Readable leaf-level differences between two states over one base (for feedback).
+
+    Only rows touched by either overlay are inspected, so this stays cheap on large DBs.
+    """
+    out: list[str] = []
+
+    def leaves(a: Any, b: Any, path: str) -> None:
+        if len(out) >= limit:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b), key=str):
+                leaves(a.get(key, "<missing>"), b.get(key, "<missing>"), f"{path}.{key}")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                leaves(x, y, f"{path}[{i}]")
+        elif a != b:
+            out.append(f"{path}: expected {b!r}, got {a!r}")
+
+    def dump(value: Any) -> Any:
+        if value is _TOMBSTONE:
+            return "<absent>"
+        return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+    for table in sorted(set(actual.tables) | set(expected.tables)):
+        keys = set(actual.tables.get(table, ())) | set(expected.tables.get(table, ()))
+        for key in sorted(keys):
+            a = actual.row(table, key, _TOMBSTONE)
+            b = expected.row(table, key, _TOMBSTONE)
+            if a is not b and (a is _TOMBSTONE or b is _TOMBSTONE or a != b):
+                leaves(dump(a), dump(b), f"{table}[{key!r}]")
+    for name in sorted(set(actual.units) | set(expected.units)):
+        adapter = actual.base.layout.unit_adapters[name]
+        a, b = actual.unit(name), expected.unit(name)
+        if a != b:
+            leaves(adapter.dump_python(a, mode="json"), adapter.dump_python(b, mode="json"), name)
+    return out[:limit]
