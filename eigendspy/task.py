@@ -153,6 +153,9 @@ class Task(_Model):
     initial_state: InitialState | None = None
     evaluation_criteria: EvaluationCriteria | None = None
     annotations: Any = None
+    issues: list[dict[str, Any]] | None = None
+    required_documents: list[str] | None = None
+    user_tools: list[str] | None = None
 
     @property
     def gold_actions(self) -> list[Action]:
