@@ -192,6 +192,9 @@ class Checker:
         if criteria.actions is None and criteria.env_assertions is None:
             # tau2: nothing to compare against, so the env component is 1.0 and not itemized.
             result.db_check = DBCheck(db_match=True, db_reward=1.0)
+            if self.with_hashes:
+                result.db_check.predicted_db_hash = predicted.db_hash()
+                result.db_check.predicted_user_db_hash = predicted.user_db_hash()
             result.notes["env"] = "No expected actions or env assertions"
             return
         gold = self.gold_env()

@@ -1,0 +1,28 @@
+"""Shared fixtures: DSPy isolation (as DSPy's own tests do) and the tau2 reference data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import dspy  # noqa: E402
+import pytest  # noqa: E402
+
+TAU2_DIR = Path(os.environ.get("EIGENDSPY_TAU2_SHARED", Path(__file__).resolve().parents[2] / "shared" / "tau2"))
+
+
+@pytest.fixture(autouse=True)
+def reset_dspy():
+    """Fresh DSPy settings and a memory-only cache for every test."""
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+    with dspy.context(lm=None, adapter=None):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tau2_dir() -> Path:
+    if not (TAU2_DIR / "README.md").exists():
+        pytest.skip(f"tau2 reference data not found at {TAU2_DIR}")
+    return TAU2_DIR
