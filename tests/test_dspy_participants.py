@@ -1,0 +1,55 @@
+"""DSPy role modules drive the orchestrator through a real adapter path (scripted engine)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import dspy
+
+from eigendspy.agents import Assistant, UserSimulator
+from eigendspy.agents.transcript import transcript
+from eigendspy.checkers import Checker
+from eigendspy.domains import get_domain
+from eigendspy.lm import ScriptedToolCall, ScriptedToolCalls, scripted_lm
+from eigendspy.orchestrator import Orchestrator
+from eigendspy.trajectory import Message, TerminationReason, ToolCall
+
+
+def test_dspy_assistant_and_user_complete_a_task(tau2_dir):
+    domain = get_domain("mock", data_dir=tau2_dir / "mock")
+    seen_tools: list[list[str]] = []
+
+    def assistant_policy(req):
+        seen_tools.append(req.tool_names)
+        if "[tool result]" not in req.inputs.get("dialogue", ""):
+            call = ScriptedToolCall(name="update_task_status", arguments={"task_id": "task_1", "status": "completed"})
+            return ScriptedToolCalls(calls=[call], outputs={"response": ""})
+        return {"response": "Done, task_1 is completed.", "tool_calls": []}
+
+    def user_policy(req):
+        done = "Done" in req.inputs.get("dialogue", "")
+        return {"message": "thanks ###STOP###" if done else "please complete task_1"}
+
+    orch = Orchestrator(domain, Assistant(lm=scripted_lm(assistant_policy)), UserSimulator(lm=scripted_lm(user_policy)),
+                        checker_factory=lambda t: Checker(domain, t, exclude_nl=True))
+    ep = asyncio.run(orch.run(domain.task("update_task_1")))
+    assert ep.termination_reason is TerminationReason.USER_STOP
+    assert ep.reward == 1.0
+    assert "update_task_status" in seen_tools[0]  # tools travel as an input, not in the instructions
+
+
+def test_assistant_is_a_plain_dspy_module():
+    agent = Assistant(lm=scripted_lm(lambda req: {"response": "hello", "tool_calls": []}))
+    pred = agent(policy="be nice", dialogue="user: hi", tools=[])
+    assert isinstance(pred, dspy.Prediction) and pred.response == "hello"
+    assert len(agent.named_predictors()) == 1
+
+
+def test_transcript_hides_the_other_sides_device_actions():
+    msgs = [
+        Message.user(tool_calls=[ToolCall(name="toggle", requestor="user")]),
+        Message.tool("c1", "ok", "user", False),
+        Message.assistant("hi"),
+    ]
+    assert "toggle" not in transcript(msgs, viewer="assistant")
+    assert "toggle" in transcript(msgs, viewer="user")
