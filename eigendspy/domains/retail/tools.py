@@ -1,0 +1,86 @@
+"""Retail domain tools, tool-for-tool compatible with tau2-bench's retail domain.
+
+Names, argument names, descriptions and kinds equal tau2's (the schemas are compared with
+tau2's in the tests), and so do outputs, error texts and state changes, including tau2's
+quirks (listed in this folder's README): a model trained or evaluated here must see exactly
+what it would see in tau2. Read tools live in `read_tools`, write tools in `write_tools`;
+this module adds the two generic tools and lists all sixteen in tau2's order.
+"""
+
+from __future__ import annotations
+
+from eigendspy.domain import ToolError, tool
+from eigendspy.domains.retail.calculator import CalculationError, calculate_text
+from eigendspy.domains.retail.db import RetailDB
+from eigendspy.domains.retail.read_tools import (
+    find_user_id_by_email,
+    find_user_id_by_name_zip,
+    get_item_details,
+    get_order_details,
+    get_product_details,
+    get_user_details,
+    list_all_product_types,
+)
+from eigendspy.domains.retail.write_tools import (
+    cancel_pending_order,
+    exchange_delivered_order_items,
+    modify_pending_order_address,
+    modify_pending_order_items,
+    modify_pending_order_payment,
+    modify_user_address,
+    return_delivered_order_items,
+)
+
+
+@tool(kind="generic")
+def calculate(db: RetailDB, expression: str) -> str:
+    """Calculate the result of a mathematical expression.
+
+    Args:
+        expression: The mathematical expression to calculate, such as '2 + 2'. The expression can contain numbers, operators (+, -, *, /), parentheses, and spaces.
+
+    Returns:
+        The result of the mathematical expression.
+    """  # noqa: E501
+    try:
+        return calculate_text(expression)
+    except CalculationError as exc:
+        raise ToolError(str(exc)) from exc
+
+
+@tool(kind="generic")
+def transfer_to_human_agents(db: RetailDB, summary: str) -> str:
+    """Transfer the user to a human agent, with a summary of the user's issue.
+
+    Only transfer if
+     -  the user explicitly asks for a human agent
+     -  given the policy and the available tools, you cannot solve the user's issue.
+
+    Args:
+        summary: A summary of the user's issue.
+
+    Returns:
+        A message indicating the user has been transferred to a human agent.
+    """
+    return "Transfer successful"
+
+
+AGENT_TOOLS = [
+    calculate,
+    cancel_pending_order,
+    exchange_delivered_order_items,
+    find_user_id_by_name_zip,
+    find_user_id_by_email,
+    get_order_details,
+    get_product_details,
+    get_item_details,
+    get_user_details,
+    list_all_product_types,
+    modify_pending_order_address,
+    modify_pending_order_items,
+    modify_pending_order_payment,
+    modify_user_address,
+    return_delivered_order_items,
+    transfer_to_human_agents,
+]
+"""In tau2's order (the order the tools are handed to the model)."""
