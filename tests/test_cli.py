@@ -1,0 +1,52 @@
+"""The eigendspy command line, driven in-process with typer's runner."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from eigendspy.cli import app
+from eigendspy.interop.tau2_results import read_results
+
+runner = CliRunner()
+
+
+def test_demo_writes_a_complete_run(tmp_path):
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), "--trials", "2", "--num-tasks", "4"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "eval.json").read_text())
+    assert report["num_tasks"] == 4 and report["num_trials"] == 8
+    assert report["pass_hat_k"]["1"] == 1.0
+    tasks, sims = read_results(out / "results.json")
+    assert len(tasks) == 4 and len(sims) == 8 and all(s.reward == 1.0 for s in sims)
+    assert (out / "pass_k.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tasks_and_verify_on_tau2_mock(tau2_dir):
+    result = runner.invoke(app, ["tasks", "--domain", "mock", "--data", str(tau2_dir / "mock")])
+    assert result.exit_code == 0, result.output
+    assert "10 tasks in mock" in result.output
+    result = runner.invoke(app, ["verify", "--domain", "mock", "--data", str(tau2_dir / "mock")])
+    assert result.exit_code == 0, result.output
+    assert "impossible_task_1" in result.output
+
+
+def test_tasks_without_data_explains(monkeypatch):
+    monkeypatch.delenv("EIGENDSPY_TAU2_DATA", raising=False)
+    result = runner.invoke(app, ["tasks", "--domain", "retail"])
+    assert result.exit_code == 1 and "pass --data" in result.output
+
+
+def test_score_regrades_tau2_results_file(tau2_dir):
+    result = runner.invoke(app, ["score", str(tau2_dir / "retail" / "results_sample.json"),
+                                 "--domain", "retail", "--data", str(tau2_dir / "retail")])
+    assert result.exit_code == 0, result.output
+    assert "6/6 rewards agree" in result.output
+
+
+def test_unknown_domain_is_a_clear_error():
+    result = runner.invoke(app, ["tasks", "--domain", "bank"])
+    assert result.exit_code != 0
+    assert "unknown domain 'bank'" in str(result.exception)
