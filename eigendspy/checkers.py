@@ -292,7 +292,7 @@ class Checker:
         for pred in predicates:
             if pred.side not in dumps:
                 state = predicted.state_of(pred.side)
-                dumps[pred.side] = state.to_model().model_dump(mode="json") if state is not None else {}
+                dumps[pred.side] = state.dump() if state is not None else {}
             outcome = evaluate_predicate(pred.expression, {"db": dumps[pred.side]})
             check = PredicateCheck(predicate=pred, met=outcome.passed, error=outcome.error)
             result.state_predicates.append(check)
