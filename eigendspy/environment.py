@@ -9,9 +9,10 @@ Creating an environment costs a few dict copies, so thousands can run side by si
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -272,6 +273,16 @@ class Environment:
         if state is None:
             raise ValueError(f"domain {self.domain.name!r} has no {side} DB")
         return DBView(state, Transaction(state) if writable else None)
+
+    @contextlib.contextmanager
+    def edit(self, side: str = "assistant") -> Iterator[DBView]:
+        """A writable view for sync hooks and setup code; writes commit only if the block succeeds."""
+        state = self.state_of(side)
+        if state is None:
+            raise ValueError(f"domain {self.domain.name!r} has no {side} DB")
+        txn = Transaction(state)
+        yield DBView(state, txn)
+        txn.commit()
 
     def db_hash(self) -> str:
         """tau2's hash of the agent DB (computed on demand: tens of ms on large DBs)."""
