@@ -7,8 +7,11 @@ from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+import copy  # noqa: E402
+
 import dspy  # noqa: E402
 import pytest  # noqa: E402
+from dspy.dsp.utils.settings import DEFAULT_CONFIG  # noqa: E402
 
 TAU2_DIR = Path(os.environ.get("EIGENDSPY_TAU2_SHARED", Path(__file__).resolve().parents[2] / "shared" / "tau2"))
 
@@ -17,8 +20,9 @@ TAU2_DIR = Path(os.environ.get("EIGENDSPY_TAU2_SHARED", Path(__file__).resolve()
 def reset_dspy():
     """Fresh DSPy settings and a memory-only cache for every test."""
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
-    with dspy.context(lm=None, adapter=None):
-        yield
+    dspy.configure(**copy.deepcopy(DEFAULT_CONFIG))
+    yield
+    dspy.configure(**copy.deepcopy(DEFAULT_CONFIG))
 
 
 @pytest.fixture(scope="session")
