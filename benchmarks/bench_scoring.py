@@ -49,7 +49,7 @@ def build_cases(domain, tasks, random_mutants: int, seed: int = 0):
         return domain.toolkit.mutates_state(a.name)
 
     for task in tasks:
-        def traj(actions):
+        def traj(actions, task=task):
             return build_trajectory(task, Environment.for_task(domain, task, tau2_compat=True), actions)
 
         cases.append((task, traj(task.gold_actions), "gold"))
@@ -59,7 +59,7 @@ def build_cases(domain, tasks, random_mutants: int, seed: int = 0):
             if kind == "drop":
                 cases.append((task, traj(actions), "drop_one_write"))
         alters = [m for m in all_mutants if m[0] == "alter"]
-        for kind, _i, _d, actions in rng.sample(alters, min(random_mutants, len(alters))):
+        for _kind, _i, _d, actions in rng.sample(alters, min(random_mutants, len(alters))):
             cases.append((task, traj(actions), "random_mutant"))
     return cases
 
@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     result = run(args.mutants)
-    print(f"{result['trajectories']} cold trajectories over {result['tasks']} retail train tasks {result['kinds']}")
+    print(f"{result['trajectories']} cold trajectories over {result['tasks']} retail train tasks "
+          f"{result['kinds']}")
     for mode, m in result["modes"].items():
         print(f"  {mode:10s} {m['ms_per_trajectory']:8.2f} ms/trajectory (cpu {m['cpu_ms_per_trajectory']:.2f})")
     print(f"  speedup vs full-hash (measured here): {result['speedup_vs_full_hash']:.1f}x")

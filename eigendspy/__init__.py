@@ -11,7 +11,7 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from eigendspy.checkers import Checker  # noqa: E402
-from eigendspy.domain import Domain, Toolkit, ToolError, ToolKind, assertion, env_function, tool  # noqa: E402
+from eigendspy.domain import Domain, ToolError, ToolKind, Toolkit, assertion, env_function, tool  # noqa: E402
 from eigendspy.domains import get_domain  # noqa: E402
 from eigendspy.environment import Environment  # noqa: E402
 from eigendspy.evaluate import EvalReport, TrialOutcome, evaluate_outcomes, pass_hat_k  # noqa: E402

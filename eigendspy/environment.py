@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
 def deep_merge(base: Any, patch: Any) -> Any:
     """Recursively merge ``patch`` into ``base``: dicts merge key by key, anything else replaces."""
     if isinstance(base, dict) and isinstance(patch, dict):
@@ -76,6 +81,10 @@ class Environment:
         user_state: User-side state (dual-control domains only).
         ids: The seeded id source handed to tools that mint ids.
         tau2_compat: Reproduce tau2 where eigendspy deliberately differs (see `checkers`).
+        guard_reads: Run non-write tools on private copies and refuse any change they make
+            (default: ``$EIGENDSPY_GUARD_READS``). Read tools normally see the shared rows
+            themselves — that is what makes them free — so a mislabelled tool could corrupt
+            every environment; the test suite runs with this guard on.
     """
 
     def __init__(
@@ -86,8 +95,10 @@ class Environment:
         *,
         ids: IdSource | None = None,
         tau2_compat: bool = False,
+        guard_reads: bool | None = None,
     ) -> None:
         self.domain = domain
+        self.guard_reads = _env_flag("EIGENDSPY_GUARD_READS") if guard_reads is None else guard_reads
         self.agent_state = agent_state if agent_state is not None else DBState(domain.base_db())
         user_base = domain.base_user_db()
         if user_state is None and user_base is not None:
@@ -143,6 +154,7 @@ class Environment:
             user,
             ids=self.ids.fork(),
             tau2_compat=self.tau2_compat,
+            guard_reads=self.guard_reads,
         )
         return twin
 
@@ -209,13 +221,17 @@ class Environment:
         if unexpected:
             raise TypeError(f"{spec.name}() got an unexpected keyword argument '{unexpected[0]}'")
         writes = spec.mutates_state if isinstance(spec, ToolSpec) else spec.writes
-        txn = Transaction(state) if writes else None
+        guarded = not writes and self.guard_reads
+        txn = Transaction(state) if writes or guarded else None
         kwargs = dict(args)
         if "ids" in spec.injected:
             kwargs["ids"] = self.ids
         result = spec.fn(DBView(state, txn), **kwargs)
         content = to_tool_content(result)
-        if txn is not None:
+        if guarded:
+            if txn.changes_anything():
+                raise RuntimeError(f"read-only tool '{spec.name}' tried to change state; the change was discarded")
+        elif txn is not None:
             txn.commit()
         return content
 

@@ -15,6 +15,7 @@ from eigendspy.task import Action, EnvAssertion, RewardType, StatePredicate
 from eigendspy.trajectory import TerminationReason
 
 SUCCESS_TOLERANCE = 1e-6
+_STOPS = (TerminationReason.USER_STOP, TerminationReason.AGENT_STOP)
 
 
 class DBCheck(BaseModel):
@@ -103,6 +104,14 @@ class CheckResult(BaseModel):
         lines += [f"- {reason}" for reason in self.failures]
         return "\n".join(lines)
 
+    def _tau2_info(self) -> dict[str, Any]:
+        """tau2's ``info``: one ``{"note": ...}`` (or null) per component, or a single note when the
+        episode ended prematurely."""
+        if "note" in self.notes and self.termination_reason not in (None, *_STOPS):
+            return {"note": self.notes["note"]}
+        return {key: ({"note": self.notes[key]} if key in self.notes else None)
+                for key in ("env", "nl", "communicate", "action")}
+
     def to_tau2(self) -> dict[str, Any]:
         """tau2's ``RewardInfo`` dict (the fields tau2 writes into results files)."""
         return {
@@ -124,5 +133,5 @@ class CheckResult(BaseModel):
             ),
             "reward_basis": [b.value for b in self.reward_basis],
             "reward_breakdown": dict(self.breakdown) or None,
-            "info": dict(self.notes) or None,
+            "info": self._tau2_info(),
         }

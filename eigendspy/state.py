@@ -172,6 +172,15 @@ class Transaction:
     def commit(self) -> None:
         self.state.commit(self.tables, self.units)
 
+    def changes_anything(self) -> bool:
+        """Whether committing would change the effective state (a guard for read-only tools)."""
+        for table, rows in self.tables.items():
+            for key, value in rows.items():
+                before = self.state.row(table, key, _TOMBSTONE)
+                if value is not before and (value is _TOMBSTONE or before is _TOMBSTONE or value != before):
+                    return True
+        return any(value != self.state.unit(name) for name, value in self.units.items())
+
 
 class TableView(MutableMapping[str, Any]):
     """A dict-like view of one table. Writable views copy a row the first time it is read."""

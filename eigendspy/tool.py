@@ -86,6 +86,12 @@ def parse_docstring(doc: str | None) -> ParsedDocstring:
     )
 
 
+def _require_db_parameter(params: list[inspect.Parameter], what: str) -> None:
+    """The first parameter receives the DB view, so it must be a plain positional parameter."""
+    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        raise TypeError(f"{what} must take the database view as its first (positional) parameter")
+
+
 INJECTED = ("ids",)
 """Parameter names the environment supplies itself (never shown to the model): ``ids`` is the
 environment's seeded `IdSource`, so tools that mint ids stay reproducible."""
@@ -107,8 +113,7 @@ class ToolSpec:
         self.description = parsed.description
         signature = inspect.signature(fn)
         params = list(signature.parameters.values())
-        if not params:
-            raise TypeError(f"tool {self.name!r} must take the database view as its first parameter")
+        _require_db_parameter(params, f"tool {self.name!r}")
         hints = get_type_hints(fn)
         fields: dict[str, Any] = {}
         self.db_param = params[0].name
@@ -197,9 +202,9 @@ class EnvFunction:
         self.fn = fn
         self.writes = writes
         self.name = name or fn.__name__
-        params = list(inspect.signature(fn).parameters)
-        if not params:
-            raise TypeError(f"env function {self.name!r} must take the database view as its first parameter")
+        signature_params = list(inspect.signature(fn).parameters.values())
+        _require_db_parameter(signature_params, f"env function {self.name!r}")
+        params = [p.name for p in signature_params]
         self.db_param = params[0]
         self.injected: tuple[str, ...] = tuple(p for p in params[1:] if p in INJECTED)
 

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# Every test environment runs read-only tools on private copies and fails loudly if one writes.
+os.environ.setdefault("EIGENDSPY_GUARD_READS", "1")
 
 import copy  # noqa: E402
 

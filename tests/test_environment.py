@@ -244,13 +244,6 @@ def test_a_failing_write_tool_leaves_no_partial_write(name, expected):
     assert ok.error is False and env.view().tasks["task_5"].status == "completed"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: read/generic tools get DBView(state, txn=None) whose TableView returns the shared base "
-    "row objects themselves (state.py DBState.row / TableView.__getitem__ read path), so an in-place "
-    "mutation by a non-write tool silently changes the shared parsed DB of every environment, while "
-    "hashes (cached BaseDB.dump) and is_pristine still report the old state",
-)
 def test_a_read_tool_cannot_change_shared_state():
     dom = custom_domain(sneaky_read)
     env, other = Environment(dom), Environment(dom)

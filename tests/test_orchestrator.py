@@ -13,8 +13,8 @@ from eigendspy.checkers import Checker
 from eigendspy.domains import get_domain
 from eigendspy.evaluate import TrialOutcome, evaluate_outcomes
 from eigendspy.nl_judge import ScriptedJudge
-from eigendspy.orchestrator import GREETING, EpisodeConfig, Orchestrator
 from eigendspy.oracle import OracleAssistant, OracleUser
+from eigendspy.orchestrator import GREETING, EpisodeConfig, Orchestrator
 from eigendspy.participants import FunctionParticipant, InfrastructureError, TokenTrace, Turn
 from eigendspy.trajectory import Message, TerminationReason, ToolCall
 
@@ -163,7 +163,8 @@ def test_bounded_concurrency_runs_in_parallel(mock_domain):
 @pytest.mark.parametrize("name", ["mock", "retail"])
 def test_oracle_run_reaches_tau2_gold_rewards_and_pass_k(tau2_dir, name):
     domain = get_domain(name, data_dir=tau2_dir / name)
-    records = {json.loads(x)["task_id"]: json.loads(x) for x in (tau2_dir / name / "oracle.jsonl").read_text().splitlines()}
+    lines = (tau2_dir / name / "oracle.jsonl").read_text().splitlines()
+    records = {json.loads(x)["task_id"]: json.loads(x) for x in lines}
     tasks = [domain.task(tid) for tid in records]
     orch = Orchestrator(
         domain, OracleAssistant(), OracleUser(), tau2_compat=True,

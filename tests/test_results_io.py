@@ -118,12 +118,6 @@ def test_reward_info_keys(ours, ref):
         assert set(sim["reward_info"]["db_check"]) == set(ref["simulations"][0]["reward_info"]["db_check"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reward.py CheckResult.to_tau2 writes reward_info['info'] as dict(self.notes) (only the "
-    "components that left a note, string values, e.g. {'communicate': 'No communicate_info to evaluate'}); "
-    "tau2 always writes the four keys env/nl/communicate/action with a {'note': ...} dict or null",
-)
 def test_reward_info_info_has_tau2_shape(ours, ref):
     ref_info = ref["simulations"][0]["reward_info"]["info"]
     for sim in ours["simulations"]:

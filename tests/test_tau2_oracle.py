@@ -90,8 +90,11 @@ def test_rewards_component_by_component(oracle):
 
 def test_failure_reasons_are_human_readable(oracle):
     domain, records = oracle
-    rec = next(r for r in records if "messages" in r["trajectories"]["drop_last_write"]
-               and r["trajectories"]["drop_last_write"].get("reward_without_nl", r["trajectories"]["drop_last_write"].get("reward")) == 0.0)
+    def dropped_reward(r: dict) -> float | None:
+        tr = r["trajectories"]["drop_last_write"]
+        return tr.get("reward_without_nl", tr.get("reward"))
+
+    rec = next(r for r in records if "messages" in r["trajectories"]["drop_last_write"] and dropped_reward(r) == 0.0)
     task = domain.task(rec["task_id"])
     messages = [Message.model_validate(m) for m in rec["trajectories"]["drop_last_write"]["messages"]]
     result = Checker(domain, task, exclude_nl=True, tau2_compat=True).score(messages)

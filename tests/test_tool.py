@@ -362,12 +362,6 @@ def _keyword_only(*, title: str) -> str:
     return title
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ToolSpec takes the first parameter as the db view whatever its kind, so a tool whose "
-    "first parameter is *args, **kwargs or keyword-only registers without error (a keyword-only "
-    "model argument silently disappears from the schema and every call fails)",
-)
 @pytest.mark.parametrize("fn", [_only_kwargs, _only_args, _keyword_only], ids=["kwargs", "args", "kwonly"])
 def test_first_parameter_must_be_a_positional_db_parameter(fn):
     with pytest.raises(TypeError):
