@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from eigendspy.domain import ToolError, assertion, env_function, tool
+from eigendspy.domains.common import transfer_to_human_agents
 from eigendspy.domains.mock.db import MockDB, MockUserDB, Notification, TaskItem, User
 
 
@@ -55,23 +56,6 @@ def update_task_status(db: MockDB, task_id: str, status: Literal["pending", "com
     task = db.tasks[task_id]
     task.status = status
     return task
-
-
-@tool(kind="generic")
-def transfer_to_human_agents(db: MockDB, summary: str) -> str:
-    """Transfer the user to a human agent, with a summary of the user's issue.
-
-    Only transfer if
-     -  the user explicitly asks for a human agent
-     -  given the policy and the available tools, you cannot solve the user's issue.
-
-    Args:
-        summary: A summary of the user's issue.
-
-    Returns:
-        A message indicating the user has been transferred to a human agent.
-    """
-    return "Transfer successful"
 
 
 @assertion

@@ -10,6 +10,7 @@ this module adds the two generic tools and lists all sixteen in tau2's order.
 from __future__ import annotations
 
 from eigendspy.domain import ToolError, tool
+from eigendspy.domains.common import transfer_to_human_agents
 from eigendspy.domains.retail.calculator import CalculationError, calculate_text
 from eigendspy.domains.retail.db import RetailDB
 from eigendspy.domains.retail.read_tools import (
@@ -46,23 +47,6 @@ def calculate(db: RetailDB, expression: str) -> str:
         return calculate_text(expression)
     except CalculationError as exc:
         raise ToolError(str(exc)) from exc
-
-
-@tool(kind="generic")
-def transfer_to_human_agents(db: RetailDB, summary: str) -> str:
-    """Transfer the user to a human agent, with a summary of the user's issue.
-
-    Only transfer if
-     -  the user explicitly asks for a human agent
-     -  given the policy and the available tools, you cannot solve the user's issue.
-
-    Args:
-        summary: A summary of the user's issue.
-
-    Returns:
-        A message indicating the user has been transferred to a human agent.
-    """
-    return "Transfer successful"
 
 
 AGENT_TOOLS = [

@@ -1,0 +1,24 @@
+"""Tools shared by several built-in domains (same name, schema and output everywhere in tau2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eigendspy.domain import tool
+
+
+@tool(kind="generic")
+def transfer_to_human_agents(db: Any, summary: str) -> str:
+    """Transfer the user to a human agent, with a summary of the user's issue.
+
+    Only transfer if
+     -  the user explicitly asks for a human agent
+     -  given the policy and the available tools, you cannot solve the user's issue.
+
+    Args:
+        summary: A summary of the user's issue.
+
+    Returns:
+        A message indicating the user has been transferred to a human agent.
+    """
+    return "Transfer successful"
