@@ -15,7 +15,19 @@ import dspy  # noqa: E402
 import pytest  # noqa: E402
 from dspy.dsp.utils.settings import DEFAULT_CONFIG  # noqa: E402
 
-TAU2_DIR = Path(os.environ.get("EIGENDSPY_TAU2_SHARED", Path(__file__).resolve().parents[2] / "shared" / "tau2"))
+
+def _find_tau2() -> Path:
+    """tau2 reference data: $EIGENDSPY_TAU2_SHARED, else ../shared/tau2 next to the checkout."""
+    if os.environ.get("EIGENDSPY_TAU2_SHARED"):
+        return Path(os.environ["EIGENDSPY_TAU2_SHARED"])
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "tau2"
+        if (candidate / "README.md").exists():
+            return candidate
+    return Path(__file__).resolve().parents[2] / "shared" / "tau2"
+
+
+TAU2_DIR = _find_tau2()
 
 
 @pytest.fixture(autouse=True)
