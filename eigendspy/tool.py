@@ -11,6 +11,7 @@ tool definitions.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 from collections.abc import Callable
@@ -139,11 +140,12 @@ class ToolSpec:
     def mutates_state(self) -> bool:
         return self.kind is ToolKind.WRITE
 
-    @property
+    @functools.cached_property
     def parameters_schema(self) -> dict[str, Any]:
+        """Computed once: pydantic's schema generation costs milliseconds and every episode needs it."""
         return self.args_model.model_json_schema()
 
-    @property
+    @functools.cached_property
     def openai_schema(self) -> dict[str, Any]:
         """The ``{"type": "function", "function": {...}}`` dict a chat-completions API takes."""
         return {
