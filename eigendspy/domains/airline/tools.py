@@ -1,0 +1,84 @@
+"""Airline domain tools, tool-for-tool compatible with tau2-bench's airline domain.
+
+Names, argument names, descriptions and kinds equal tau2's (the tests compare the schemas with
+tau2's), and so do outputs, error texts and state changes, quirks included (listed in this
+folder's README). Read tools live in `read_tools`, write tools in `write_tools`; this module adds
+the two generic tools and lists all fourteen in tau2's order.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from eigendspy.domain import ToolError, tool
+from eigendspy.domains.airline.db import FlightDB
+from eigendspy.domains.airline.read_tools import (
+    get_flight_status,
+    get_reservation_details,
+    get_user_details,
+    list_all_airports,
+    search_direct_flight,
+    search_onestop_flight,
+)
+from eigendspy.domains.airline.write_tools import (
+    book_reservation,
+    cancel_reservation,
+    send_certificate,
+    update_reservation_baggages,
+    update_reservation_flights,
+    update_reservation_passengers,
+)
+from eigendspy.domains.common import transfer_to_human_agents
+from eigendspy.domains.retail.calculator import ALLOWED_CHARS, CalculationError, calculate_text
+
+
+def _is_tuple_literal(expression: str) -> bool:
+    """Whether the expression is ``()`` (possibly nested), the one non-number the allowed characters can form.
+
+    tau2 evaluates it to an empty tuple and then fails in ``float()``; the shared calculator
+    reports it as unsupported instead, so this tool restores tau2's message.
+    """
+    if not all(ch in ALLOWED_CHARS for ch in expression):
+        return False
+    try:
+        node = ast.parse(expression.lstrip(" "), mode="eval").body
+    except SyntaxError:
+        return False
+    return isinstance(node, ast.Tuple) and not node.elts
+
+
+@tool(kind="generic")
+def calculate(db: FlightDB, expression: str) -> str:
+    """Calculate the result of a mathematical expression.
+
+    Args:
+        expression: The mathematical expression to calculate, such as '2 + 2'. The expression can contain numbers, operators (+, -, *, /), parentheses, and spaces.
+
+    Returns:
+        The result of the mathematical expression.
+    """  # noqa: E501
+    if _is_tuple_literal(expression):
+        raise ToolError("float() argument must be a string or a real number, not 'tuple'")
+    try:
+        return calculate_text(expression)
+    except CalculationError as exc:
+        raise ToolError(str(exc)) from exc
+
+
+AGENT_TOOLS = [
+    book_reservation,
+    calculate,
+    cancel_reservation,
+    get_reservation_details,
+    get_user_details,
+    list_all_airports,
+    search_direct_flight,
+    search_onestop_flight,
+    send_certificate,
+    transfer_to_human_agents,
+    update_reservation_baggages,
+    update_reservation_flights,
+    update_reservation_passengers,
+    get_flight_status,
+]
+"""In tau2's order (the order the tools are handed to the model)."""
