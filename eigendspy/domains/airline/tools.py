@@ -8,8 +8,6 @@ the two generic tools and lists all fourteen in tau2's order.
 
 from __future__ import annotations
 
-import ast
-
 from eigendspy.domain import ToolError, tool
 from eigendspy.domains.airline.db import FlightDB
 from eigendspy.domains.airline.read_tools import (
@@ -28,23 +26,8 @@ from eigendspy.domains.airline.write_tools import (
     update_reservation_flights,
     update_reservation_passengers,
 )
+from eigendspy.domains.calculator import CalculationError, calculate_text
 from eigendspy.domains.common import transfer_to_human_agents
-from eigendspy.domains.retail.calculator import ALLOWED_CHARS, CalculationError, calculate_text
-
-
-def _is_tuple_literal(expression: str) -> bool:
-    """Whether the expression is ``()`` (possibly nested), the one non-number the allowed characters can form.
-
-    tau2 evaluates it to an empty tuple and then fails in ``float()``; the shared calculator
-    reports it as unsupported instead, so this tool restores tau2's message.
-    """
-    if not all(ch in ALLOWED_CHARS for ch in expression):
-        return False
-    try:
-        node = ast.parse(expression.lstrip(" "), mode="eval").body
-    except SyntaxError:
-        return False
-    return isinstance(node, ast.Tuple) and not node.elts
 
 
 @tool(kind="generic")
@@ -57,8 +40,6 @@ def calculate(db: FlightDB, expression: str) -> str:
     Returns:
         The result of the mathematical expression.
     """  # noqa: E501
-    if _is_tuple_literal(expression):
-        raise ToolError("float() argument must be a string or a real number, not 'tuple'")
     try:
         return calculate_text(expression)
     except CalculationError as exc:

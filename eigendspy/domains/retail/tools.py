@@ -10,8 +10,8 @@ this module adds the two generic tools and lists all sixteen in tau2's order.
 from __future__ import annotations
 
 from eigendspy.domain import ToolError, tool
+from eigendspy.domains.calculator import CalculationError, calculate_text
 from eigendspy.domains.common import transfer_to_human_agents
-from eigendspy.domains.retail.calculator import CalculationError, calculate_text
 from eigendspy.domains.retail.db import RetailDB
 from eigendspy.domains.retail.read_tools import (
     find_user_id_by_email,

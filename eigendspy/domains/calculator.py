@@ -57,6 +57,9 @@ def evaluate(expression: str) -> int | float:
         raise CalculationError("Expression too long")
     # ``eval`` tolerates leading spaces, ``ast.parse`` does not: strip them to match.
     tree = ast.parse(expression.lstrip(" "), filename="<string>", mode="eval")
+    if isinstance(tree.body, ast.Tuple) and not tree.body.elts:
+        # ``()`` is the one non-number the allowed characters can form; tau2's float() rejects it so:
+        raise CalculationError("float() argument must be a string or a real number, not 'tuple'")
     return _eval(tree.body)
 
 
