@@ -1,0 +1,95 @@
+"""LM fault handling for long runs: retries with backoff, and a circuit breaker.
+
+Why: a synthesis run makes thousands of LM calls; one timeout, rate limit or unparsable answer
+must cost a retry, not the run — and after the retries, the item is recorded as rejected with
+that reason. But an LM that is simply unreachable must stop the run early with one clear message
+instead of "rejecting" every remaining item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class LMUnavailableError(RuntimeError):
+    """Too many consecutive LM failures: the endpoint is down or misconfigured."""
+
+
+class CallFailedError(RuntimeError):
+    """An LM-backed call failed after all retries; ``reason`` says why (recorded on the item)."""
+
+    def __init__(self, role: str, reason: str) -> None:
+        super().__init__(f"{role}: {reason}")
+        self.role = role
+        self.reason = reason
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short, stable reason: the exception type and the first line of its message (or its cause's)."""
+    root = exc.__cause__ or exc
+    text = str(root).strip().splitlines()[0] if str(root).strip() else ""
+    return f"{type(root).__name__}: {text[:200]}" if text else type(root).__name__
+
+
+class CircuitBreaker:
+    """Opens after ``threshold`` consecutive failures across all callers; any success closes it."""
+
+    def __init__(self, threshold: int = 20) -> None:
+        self.threshold = threshold
+        self.consecutive = 0
+        self.last_reason = ""
+
+    def success(self) -> None:
+        self.consecutive = 0
+
+    def failure(self, reason: str) -> None:
+        self.consecutive += 1
+        self.last_reason = reason
+        if self.consecutive >= self.threshold:
+            raise LMUnavailableError(
+                f"{self.consecutive} LM calls in a row failed (last: {reason}); check the model id, API key and "
+                "endpoint — stopping instead of rejecting every remaining item"
+            )
+
+
+async def call_with_retries(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    role: str,
+    attempts: int = 3,
+    base_delay: float = 0.05,
+    breaker: CircuitBreaker | None = None,
+    rng: random.Random | None = None,
+) -> T:
+    """Await ``fn()`` up to ``attempts`` times with jittered exponential backoff.
+
+    Raises:
+        CallFailedError: after the last attempt (the caller records the item as rejected).
+        LMUnavailableError: when the shared circuit breaker opens.
+    """
+    rng = rng or random.Random()
+    reason = "no attempt made"
+    for attempt in range(attempts):
+        try:
+            result = await fn()
+        except (LMUnavailableError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every LM failure mode is retried the same way
+            reason = describe_failure(exc)
+            logger.info("%s call failed (attempt %d/%d): %s", role, attempt + 1, attempts, reason)
+            if breaker is not None:
+                breaker.failure(reason)
+            if attempt + 1 < attempts:
+                await asyncio.sleep(base_delay * (2**attempt) * (0.5 + rng.random()))
+            continue
+        if breaker is not None:
+            breaker.success()
+        return result
+    raise CallFailedError(role, reason)
