@@ -15,7 +15,7 @@ therefore reproduces tau2's rules component by component:
 - the product over ``reward_basis``.
 
 Deliberate difference from tau2 (``tau2_compat=False``, the default): the domain's sync hook
-runs on the gold environment after the gold actions, as it does on the replayed one. tau2
+runs on the gold environment after every gold action, as it does on the replayed one. tau2
 skips it there, which makes some dual-control gold states unreachable; ``tau2_compat=True``
 reproduces tau2 for parity numbers.
 """
@@ -122,8 +122,16 @@ class Checker:
         with self._lock:
             if self._gold_env is None:
                 env = Environment.for_task(self.domain, self.task, tau2_compat=self.tau2_compat)
-                for action in self.task.gold_actions:
-                    env.make_tool_call(action.name, action.requestor, **action.arguments)
+                for i, action in enumerate(self.task.gold_actions):
+                    if self.tau2_compat:
+                        # tau2 replays gold actions without any sync.
+                        env.make_tool_call(action.name, action.requestor, **action.arguments)
+                    else:
+                        # eigendspy replays them as a live episode runs them: the sync hook after
+                        # every successful call, as on the replayed env. One sync at the end is not
+                        # enough for dual control: e.g. in telecom the user can only pay once the
+                        # sync has turned the agent's payment request into a request on the phone.
+                        env.execute(action.as_call(f"gold_{i}"), action.requestor)
                 if not self.tau2_compat:
                     env.sync()
                 self._gold_env = env

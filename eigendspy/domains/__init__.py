@@ -8,7 +8,7 @@ from typing import Any
 
 from eigendspy.domain import Domain
 
-BUILTIN = ("mock", "retail", "airline")
+BUILTIN = ("mock", "retail", "airline", "telecom")
 
 
 def get_domain(name: str, data_dir: str | Path | None = None, **kwargs: Any) -> Domain:
