@@ -44,3 +44,11 @@ def tau2_dir() -> Path:
     if not (TAU2_DIR / "README.md").exists():
         pytest.skip(f"tau2 reference data not found at {TAU2_DIR}")
     return TAU2_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Qwen2 chat model + local BPE tokenizer with TRL's qwen2_5 template, built once (~4 s)."""
+    from tests.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
