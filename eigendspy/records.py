@@ -56,7 +56,7 @@ class Usage(BaseModel):
         self.cost[role] = self.cost.get(role, 0.0) + cost
 
     def merge(self, other: Usage) -> None:
-        for role in set(other.calls) | set(other.prompt_tokens):
+        for role in set(other.calls) | set(other.prompt_tokens) | set(other.completion_tokens) | set(other.cost):
             self.add(role, other.calls.get(role, 0), other.prompt_tokens.get(role, 0),
                      other.completion_tokens.get(role, 0), other.cost.get(role, 0.0))
 
