@@ -56,8 +56,9 @@ def _alias_user_db(env) -> None:  # noqa: ANN001
     env.user_state = env.agent_state
 
 
-def load_domain(data_dir: str | Path | None = None, seed: int = 0) -> Domain:
-    """The mock domain, built in or over tau2's data directory."""
+def load_domain(data_dir: str | Path | None = None, seed: int = 0, num_users: int = 3,
+                tasks_per_user: int = 2) -> Domain:
+    """The mock domain, built in (a seeded DB of ``num_users`` x ``tasks_per_user``) or over tau2's data."""
     directory = tau2_data.resolve_data_dir("mock", data_dir)
     common = dict(
         name="mock",
@@ -71,7 +72,7 @@ def load_domain(data_dir: str | Path | None = None, seed: int = 0) -> Domain:
     if directory is None:
         return Domain(
             policy=(HERE / "policy.md").read_text(),
-            load_db=lambda: generate_db(seed),
+            load_db=lambda: generate_db(seed, num_users=num_users, tasks_per_user=tasks_per_user),
             load_user_db=lambda: generate_user_db(seed),
             **common,
         )
