@@ -1,6 +1,20 @@
 """Role modules (dspy.Module subclasses), one file per role."""
 
 from eigendspy.agents.assistant import Assistant
+from eigendspy.agents.meta_planner import MetaPlanner
+from eigendspy.agents.reflector import Reflector
+from eigendspy.agents.task_generator import DraftError, TaskGenerator
+from eigendspy.agents.task_validator import TaskValidator
+from eigendspy.agents.trajectory_validator import TrajectoryValidator
 from eigendspy.agents.user_simulator import UserSimulator
 
-__all__ = ["Assistant", "UserSimulator"]
+__all__ = [
+    "Assistant",
+    "DraftError",
+    "MetaPlanner",
+    "Reflector",
+    "TaskGenerator",
+    "TaskValidator",
+    "TrajectoryValidator",
+    "UserSimulator",
+]

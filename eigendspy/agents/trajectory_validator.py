@@ -1,0 +1,126 @@
+"""The trajectory validator: deterministic user checks, then an LLM judge that assigns blame."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import dspy
+
+from eigendspy.agents.synthesis_inputs import full_transcript
+from eigendspy.agents.trajectory_prechecks import Finding, user_findings
+from eigendspy.plans import PlanPair
+from eigendspy.records import Verdict
+from eigendspy.signatures.trajectory_validator import JudgeTrajectory
+from eigendspy.task import Task
+from eigendspy.trajectory import Message
+
+if TYPE_CHECKING:
+    from eigendspy.domain import Domain
+
+DEFAULT_RUBRIC = "The agent follows the policy, does exactly what the user's request needs, and says what it did."
+_BLAMES = ("none", "task", "assistant", "user")
+
+
+def render_rubric(plan: PlanPair | str | None) -> str:
+    """The evaluation plan's rubric and failure types (a default rubric without a plan)."""
+    if isinstance(plan, PlanPair):
+        ev = plan.evaluation
+        return ev.rubric + (f"\nFailure types to watch for: {', '.join(ev.failure_types)}" if ev.failure_types else "")
+    return plan or DEFAULT_RUBRIC
+
+
+class TrajectoryValidator(dspy.Module):
+    """Judges one rolled-out dialogue: was it correct, and if not, who is to blame?
+
+    Deterministic pre-checks of the simulated user run first (`trajectory_prechecks`: premature
+    ``###STOP###``, leaked instructions, invented values); a decisive finding rejects the dialogue
+    with blame ``"user"`` and no LM call. Otherwise the judge reads the policy, the scenario, the
+    evaluation plan's rubric, the transcript and the checker's feedback (non-decisive findings are
+    appended to it). Blame is normalized: ``"none"`` iff passed.
+
+    Args:
+        lm: The LM for the judge; ``None`` uses the caller's context.
+        leak_ngram: Consecutive words shared with the task instructions that count as a leak.
+        check_invented: Run the invented-values pre-check.
+
+    Example:
+        ```python
+        validator = TrajectoryValidator(lm=dspy.LM("openai/gpt-4o"))
+        pred = validator(domain=domain, task=task, messages=episode.messages, plan=plan,
+                         checker_feedback="reward 1.0")
+        pred.verdict.passed, pred.verdict.blame
+        ```
+    """
+
+    def __init__(self, lm: dspy.LM | None = None, leak_ngram: int = 10, check_invented: bool = True) -> None:
+        super().__init__()
+        if leak_ngram < 3:
+            raise ValueError(f"leak_ngram must be >= 3 (shorter runs are ordinary phrasing), got {leak_ngram}")
+        self.leak_ngram = leak_ngram
+        self.check_invented = check_invented
+        self.judge = dspy.Predict(JudgeTrajectory)
+        if lm is not None:
+            self.judge.set_lm(lm)
+
+    def _findings(self, domain: Domain, task: Task, messages: Sequence[Message]) -> list[Finding]:
+        return user_findings(task, messages, domain, leak_ngram=self.leak_ngram, check_invented=self.check_invented)
+
+    @staticmethod
+    def _rejected(findings: list[Finding]) -> dspy.Prediction:
+        decisive = [f for f in findings if f.decisive]
+        verdict = Verdict(passed=False, reasons=[f.reason for f in decisive], blame=decisive[0].blame)
+        return dspy.Prediction(verdict=verdict, findings=findings, judged=False)
+
+    @staticmethod
+    def _inputs(domain: Domain, task: Task, messages: Sequence[Message], plan: PlanPair | str | None,
+                checker_feedback: str, findings: list[Finding]) -> dict[str, str]:
+        notes = "\n".join(f"Pre-check note: {f.reason}" for f in findings)
+        return {
+            "policy": domain.policy,
+            "scenario": task.user_scenario.render(),
+            "rubric": render_rubric(plan),
+            "transcript": full_transcript(messages),
+            "checker_feedback": "\n".join(p for p in (checker_feedback, notes) if p) or "(no checker result)",
+        }
+
+    @staticmethod
+    def _judged(raw: dspy.Prediction, findings: list[Finding]) -> dspy.Prediction:
+        passed = bool(raw.passed)
+        blame = raw.blame if raw.blame in _BLAMES else "task"
+        if passed:
+            blame = "none"
+        elif blame == "none":
+            blame = "assistant"  # a failed dialogue with nobody to blame: the trajectory is at fault
+        reasons = [str(r) for r in (raw.reasons or []) if str(r).strip()]
+        return dspy.Prediction(verdict=Verdict(passed=passed, reasons=reasons, blame=blame), findings=findings,
+                               judged=True)
+
+    def forward(
+        self,
+        domain: Domain,
+        task: Task,
+        messages: Sequence[Message],
+        plan: PlanPair | str | None = None,
+        checker_feedback: str = "",
+    ) -> dspy.Prediction:
+        """Returns ``Prediction(verdict: Verdict, findings: list[Finding], judged: bool)``."""
+        findings = self._findings(domain, task, messages)
+        if any(f.decisive for f in findings):
+            return self._rejected(findings)
+        raw = self.judge(**self._inputs(domain, task, messages, plan, checker_feedback, findings))
+        return self._judged(raw, findings)
+
+    async def aforward(
+        self,
+        domain: Domain,
+        task: Task,
+        messages: Sequence[Message],
+        plan: PlanPair | str | None = None,
+        checker_feedback: str = "",
+    ) -> dspy.Prediction:
+        findings = self._findings(domain, task, messages)
+        if any(f.decisive for f in findings):
+            return self._rejected(findings)
+        raw = await self.judge.acall(**self._inputs(domain, task, messages, plan, checker_feedback, findings))
+        return self._judged(raw, findings)
