@@ -44,3 +44,46 @@ def test_end_to_end(tmp_path, tau2_dir, name):
         assert d.termination_reason == "user_stop"
     assert result.diversity.plans >= 2 and result.diversity.plan_cells_covered >= 2
     assert (result.run_dir / "summary.json").exists() and (result.run_dir / "diversity.json").exists()
+
+
+CONFIG = EngineConfig(domain="mock", streams=2, rounds=2, tasks_per_round=3, episodes_per_task=2, seed=7)
+
+
+def test_injected_lm_faults_give_the_same_accepted_set(tmp_path):
+    clean, _ = run_engine(tmp_path, big_mock(), CONFIG, name="clean")
+    faulty, store = run_engine(tmp_path, big_mock(), CONFIG, roles=scripted_roles(fault_every=5), name="faulty")
+    assert clean.accepted_dialogues >= 4
+    assert accepted_set(clean.run_dir) == accepted_set(faulty.run_dir)
+    usage = RunStore.open(faulty.run_dir, read_only=True).summary().usage
+    clean_usage = RunStore.open(clean.run_dir, read_only=True).summary().usage
+    assert sum(usage.calls.values()) > sum(clean_usage.calls.values())  # retries cost calls, not items
+
+
+def test_kill_9_then_resume_gives_the_same_accepted_set(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = Path(__file__).with_name("engine_script.py")
+    reference, _ = run_engine(tmp_path, big_mock(), CONFIG, name="reference")
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(script), str(run_dir), "new", "0.02"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # wait until some dialogues are stored, then kill mid-run
+        shard = run_dir / "dialogues.jsonl"
+        if shard.exists() and shard.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = len(accepted_set(run_dir))
+    assert 0 < partial < len(accepted_set(reference.run_dir)), "the kill must land mid-run"
+    done = subprocess.run([sys.executable, str(script), str(run_dir), "resume", "0"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert accepted_set(run_dir) == accepted_set(reference.run_dir)
+    keys = [d.work_key for d in RunStore.open(run_dir, read_only=True).iter_records("dialogue")]
+    assert len(keys) == len(set(keys))
