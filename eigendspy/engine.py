@@ -39,7 +39,7 @@ from eigendspy.orchestrator import EpisodeConfig, Orchestrator
 from eigendspy.participants import Participant, Turn, TurnContext
 from eigendspy.plans import PlanPair
 from eigendspy.records import DialogueRecord, Stage, TaskRecord, Usage, Verdict
-from eigendspy.resilience import CallFailedError, CircuitBreaker, call_with_retries
+from eigendspy.resilience import CallFailedError, CircuitBreaker, LMUnavailableError, call_with_retries
 from eigendspy.store import RunStore, atomic_write_text
 from eigendspy.task import Task
 from eigendspy.task_filters import DuplicateFilter, HeldOutFilter
@@ -207,8 +207,12 @@ class DataEngine:
         if all(stored):
             return stored  # type: ignore[return-value]
         usage = Usage()
-        pred = await self._call("planner", lambda: self.roles.planner.acall(domain=self.domain, n=cfg.streams,
-                                                                               round=0), usage)
+        try:
+            pred = await self._call("planner", lambda: self.roles.planner.acall(domain=self.domain, n=cfg.streams,
+                                                                                   round=0), usage)
+        except CallFailedError as exc:
+            raise LMUnavailableError(f"the meta-planner could not produce plans ({exc.reason}); nothing to "
+                                     "synthesize — check the planner's LM") from exc
         plans: list[PlanPair] = list(pred.plans)
         if not plans:
             raise RuntimeError("the meta-planner produced no usable plan; check its LM")

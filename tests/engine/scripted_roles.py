@@ -124,13 +124,18 @@ class Faulty:
         return self.policy(req)
 
 
-def scripted_roles(fault_every: int = 0, latency_s: float = 0.0) -> Roles:
-    def lm(policy):
+def scripted_roles(fault_every: int = 0, latency_s: float = 0.0, **policies) -> Roles:
+    """Scripted roles; ``policies`` replaces any role's policy by name (e.g. ``user=...``)."""
+    chosen = {"planner": planner, "generator": generator, "task_judge": task_judge, "user": user,
+              "assistant": assistant, "trajectory_judge": trajectory_judge, "reflector": reflector, **policies}
+
+    def lm(role):
+        policy = chosen[role]
         return scripted_lm(Faulty(policy, fault_every) if fault_every else policy, latency_s=latency_s)
 
     return Roles(
-        planner=MetaPlanner(lm=lm(planner)), generator=TaskGenerator(lm=lm(generator)),
-        task_validator=TaskValidator(judge_lm=lm(task_judge)), user=UserSimulator(lm=lm(user)),
-        assistant=Assistant(lm=lm(assistant)), trajectory_validator=TrajectoryValidator(lm=lm(trajectory_judge)),
-        reflector=Reflector(lm=lm(reflector)),
+        planner=MetaPlanner(lm=lm("planner")), generator=TaskGenerator(lm=lm("generator")),
+        task_validator=TaskValidator(judge_lm=lm("task_judge")), user=UserSimulator(lm=lm("user")),
+        assistant=Assistant(lm=lm("assistant")),
+        trajectory_validator=TrajectoryValidator(lm=lm("trajectory_judge")), reflector=Reflector(lm=lm("reflector")),
     )
