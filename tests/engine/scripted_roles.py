@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 import threading
 
-from eigendspy.engine import Roles
-from eigendspy.lm import ScriptedToolCall, ScriptedToolCalls, scripted_lm
 from eigendspy.agents import Assistant, UserSimulator
 from eigendspy.agents.meta_planner import MetaPlanner
 from eigendspy.agents.reflector import Reflector
 from eigendspy.agents.task_generator import TaskGenerator
 from eigendspy.agents.task_validator import TaskValidator
 from eigendspy.agents.trajectory_validator import TrajectoryValidator
+from eigendspy.engine import Roles
+from eigendspy.lm import ScriptedToolCall, ScriptedToolCalls, scripted_lm
 
 INTENTS = ["complete a pending task", "cancel a pending order", "finish an open to-do", "stop an order"]
 
