@@ -12,7 +12,8 @@ def test_toml_roles_and_sharing(tmp_path):
     path = tmp_path / "roles.toml"
     path.write_text('[lm]\ndefault = "openai/gpt-4o-mini"\n'
                     '[lm.roles]\nuser = "local"\n'
-                    'assistant = { model = "hosted_vllm/m", api_base = "http://localhost:8000/v1", temperature = 0.7 }\n')
+                    'assistant = { model = "hosted_vllm/m", api_base = "http://localhost:8000/v1", '
+                    'temperature = 0.7 }\n')
     cfg = RoleLMConfig.from_toml(path)
     assert cfg.ids()["user"] == "local" and cfg.ids()["planner"] == "openai/gpt-4o-mini"
     local = scripted_lm(lambda req: {"x": 1})
