@@ -87,3 +87,29 @@ def test_kill_9_then_resume_gives_the_same_accepted_set(tmp_path):
     assert accepted_set(run_dir) == accepted_set(reference.run_dir)
     keys = [d.work_key for d in RunStore.open(run_dir, read_only=True).iter_records("dialogue")]
     assert len(keys) == len(set(keys))
+
+
+@pytest.mark.parametrize("name", ["mock", "retail"])
+def test_synthesized_data_exports_and_trains_two_sft_steps(tmp_path, tau2_dir, tiny_model_dir, name):
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from eigendspy.export import export_run
+
+    domain = get_domain(name, data_dir=tau2_dir / name) if name == "retail" else big_mock()
+    cfg = EngineConfig(domain=name, streams=2, rounds=1, tasks_per_round=1, episodes_per_task=1)
+    result, _ = run_engine(tmp_path, domain, cfg)
+    exported = export_run(result.run_dir, {name: domain}, tmp_path / "export")
+    assert exported.counts["sft_agent"] == result.accepted_dialogues >= 1
+    assert exported.counts["rl_tasks"] == result.accepted_tasks
+    agent = load_from_disk(str(exported.paths["sft_agent"]))
+    assert agent[0]["messages"][0]["content"].startswith("<instructions>")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    args = SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=2, per_device_train_batch_size=1, report_to=[],
+                     assistant_only_loss=True, max_length=None, save_strategy="no", eval_strategy="no",
+                     logging_steps=1, use_cpu=True, disable_tqdm=True)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model_dir), args=args,
+                         train_dataset=agent, processing_class=tokenizer)
+    out = trainer.train()
+    assert out.global_step == 2 and out.training_loss == out.training_loss  # finite, not NaN
