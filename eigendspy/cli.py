@@ -161,5 +161,13 @@ def _print_report(report) -> None:  # noqa: ANN001
     console.print(f"average reward {report.avg_reward:.3f} over {report.num_trials} trials of {report.num_tasks} tasks")
 
 
+def _register_engine_commands() -> None:
+    from eigendspy.cli_synth import register
+
+    register(app)
+
+
+_register_engine_commands()
+
 if __name__ == "__main__":
     app()

@@ -50,3 +50,40 @@ def test_unknown_domain_is_a_clear_error():
     result = runner.invoke(app, ["tasks", "--domain", "bank"])
     assert result.exit_code != 0
     assert "unknown domain 'bank'" in str(result.exception)
+
+
+def test_synth_inspect_export_with_scripted_roles(tmp_path, monkeypatch):
+    from eigendspy import lm_config
+    from eigendspy.lm import scripted_lm
+    from tests.engine import scripted_roles as sr
+
+    policies = {"planner": sr.planner, "generator": sr.generator, "task_validator": sr.task_judge,
+                "user": sr.user, "assistant": sr.assistant, "trajectory_validator": sr.trajectory_judge,
+                "reflector": sr.reflector}
+    monkeypatch.setattr(lm_config, "build_role_lms", lambda cfg: {r: scripted_lm(p) for r, p in policies.items()})
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["synth", "--domain", "mock", "--n", "4", "--out", str(out), "--rounds", "2"])
+    assert result.exit_code == 0, result.output
+    assert "yield per stage" in result.output and "dialogues:" in result.output
+    result = runner.invoke(app, ["inspect", str(out)])
+    assert result.exit_code == 0 and "accepted" in result.output and "diversity" in result.output
+    result = runner.invoke(app, ["export", str(out), "--to", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "sft_agent").is_dir() and (tmp_path / "data" / "README.md").exists()
+
+
+def test_synth_exits_nonzero_when_nothing_is_accepted(tmp_path, monkeypatch):
+    from eigendspy import lm_config
+    from eigendspy.lm import scripted_lm
+    from tests.engine import scripted_roles as sr
+
+    def reject_all(req):
+        return {"passed": False, "blame": "assistant", "reasons": ["the agent skipped identification"]}
+
+    policies = {"planner": sr.planner, "generator": sr.generator, "task_validator": sr.task_judge,
+                "user": sr.user, "assistant": sr.assistant, "trajectory_validator": reject_all,
+                "reflector": sr.reflector}
+    monkeypatch.setattr(lm_config, "build_role_lms", lambda cfg: {r: scripted_lm(p) for r, p in policies.items()})
+    result = runner.invoke(app, ["synth", "--domain", "mock", "--n", "2", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "nothing was accepted" in result.output and "skipped identification" in result.output
