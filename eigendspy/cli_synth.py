@@ -52,6 +52,7 @@ def synth(
     seed: Annotated[int, typer.Option(help="Run seed")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out")] = False,
     concurrency: Annotated[int, typer.Option(help="LM calls in flight")] = 16,
+    ray: Annotated[str | None, typer.Option("--ray", help="Run items on Ray: 'auto' or a cluster address")] = None,
 ) -> None:
     """Synthesize verified tasks and accepted dialogues into a resumable run directory."""
     from eigendspy.domains import get_domain
@@ -74,7 +75,15 @@ def synth(
                   f"{episodes} episode(s) per task; LMs {sorted(set(lm_config.ids().values()))}")
     roles = Roles.from_lms(build_role_lms(lm_config))
     counter = StageCounter()
-    engine = DataEngine(dom, roles, store, cfg, progress=counter)
+    pool = None
+    if ray:
+        import functools
+
+        from eigendspy.engine_ray import RayWorkerPool, roles_from_config
+
+        pool = RayWorkerPool.start((domain, str(data) if data else None, {}),
+                                   functools.partial(roles_from_config, lm_config), cfg, address=ray)
+    engine = DataEngine(dom, roles, store, cfg, progress=counter, worker=pool)
     try:
         with Live(counter.table(), console=console, refresh_per_second=4) as live:
             def tick(event: str, ok: bool) -> None:
@@ -85,6 +94,8 @@ def synth(
             result = asyncio.run(engine.run())
     finally:
         store.close()
+        if pool is not None:
+            pool.shutdown()
     _print_inspect(out)
     if result.accepted_dialogues == 0:
         console.print("[red]nothing was accepted[/] — see the rejection reasons per stage above")

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,22 +27,17 @@ from pydantic import BaseModel, ConfigDict
 from eigendspy.agents import Assistant, UserSimulator
 from eigendspy.agents.meta_planner import MetaPlanner
 from eigendspy.agents.reflector import Reflector
-from eigendspy.agents.task_generator import DraftError, TaskGenerator
+from eigendspy.agents.task_generator import TaskGenerator
 from eigendspy.agents.task_validator import TaskValidator
 from eigendspy.agents.trajectory_validator import TrajectoryValidator
-from eigendspy.checkers import Checker
 from eigendspy.diversity import DiversityReport, diversity_report
 from eigendspy.domain import Domain
-from eigendspy.entities import sample_entities
-from eigendspy.orchestrator import EpisodeConfig, Orchestrator
-from eigendspy.participants import Participant, Turn, TurnContext
+from eigendspy.engine_items import ItemWorker
 from eigendspy.plans import PlanPair
 from eigendspy.records import DialogueRecord, Stage, TaskRecord, Usage, Verdict
-from eigendspy.resilience import CallFailedError, CircuitBreaker, LMUnavailableError, call_with_retries
+from eigendspy.resilience import CallFailedError, LMUnavailableError
 from eigendspy.store import RunStore, atomic_write_text
-from eigendspy.task import Task
 from eigendspy.task_filters import DuplicateFilter, HeldOutFilter
-from eigendspy.trajectory import Message
 
 logger = logging.getLogger(__name__)
 Failures = dict[int, list[tuple[str, Verdict]]]
@@ -109,16 +103,6 @@ class EngineResult(BaseModel):
     diversity: DiversityReport
 
 
-class _Retrying:
-    """A participant wrapper that retries LM failures before the orchestrator sees them."""
-
-    def __init__(self, inner: Participant, role: str, engine: DataEngine, usage: Usage) -> None:
-        self.inner, self.role, self.engine, self.usage = inner, role, engine, usage
-
-    async def respond(self, messages: Sequence[Message], ctx: TurnContext) -> Turn | Message:
-        return await self.engine._call(self.role, lambda: self.inner.respond(messages, ctx), self.usage)
-
-
 class DataEngine:
     """Synthesizes verified tasks and accepted dialogues for one domain into a run directory.
 
@@ -128,14 +112,16 @@ class DataEngine:
         store: The run store (new or resumed).
         config: Engine settings.
         progress: Called with a short event string after every stored record (for progress UIs).
+        worker: Who makes tasks and plays episodes: an in-process `ItemWorker` by default, or a
+            Ray pool (`eigendspy.engine_ray.RayWorkerPool`) with the same two async methods.
     """
 
     def __init__(self, domain: Domain, roles: Roles, store: RunStore, config: EngineConfig,
-                 progress: Callable[[str, bool], None] | None = None) -> None:
+                 progress: Callable[[str, bool], None] | None = None, worker: Any = None) -> None:
         self.domain, self.roles, self.store, self.config = domain, roles, store, config
         self.progress = progress
-        self.breaker = CircuitBreaker(config.breaker_threshold)
-        self.semaphore = asyncio.Semaphore(config.concurrency)
+        self.driver = ItemWorker(domain, roles, config)  # planner and reflector calls run here
+        self.worker = worker if worker is not None else self.driver
         self.duplicates = DuplicateFilter()
         held_out = []
         if config.held_out_split and config.held_out_split in domain.splits():
@@ -146,15 +132,6 @@ class DataEngine:
         self._dialogue_cache: dict[str, DialogueRecord] | None = None
 
     # -- plumbing ---------------------------------------------------------------------
-    async def _call(self, role: str, fn: Callable[[], Awaitable[Any]], usage: Usage) -> Any:
-        async def counted() -> Any:
-            usage.add(role)
-            async with self.semaphore:
-                return await fn()
-
-        return await call_with_retries(counted, role=role, attempts=self.config.retries,
-                                       base_delay=self.config.retry_delay_s, breaker=self.breaker)
-
     def _emit(self, event: str, ok: bool) -> None:
         if self.progress is not None:
             self.progress(event, ok)
@@ -208,8 +185,8 @@ class DataEngine:
             return stored  # type: ignore[return-value]
         usage = Usage()
         try:
-            pred = await self._call("planner", lambda: self.roles.planner.acall(domain=self.domain, n=cfg.streams,
-                                                                                   round=0), usage)
+            pred = await self.driver.call(
+                "planner", lambda: self.roles.planner.acall(domain=self.domain, n=cfg.streams, round=0), usage)
         except CallFailedError as exc:
             raise LMUnavailableError(f"the meta-planner could not produce plans ({exc.reason}); nothing to "
                                      "synthesize — check the planner's LM") from exc
@@ -238,7 +215,7 @@ class DataEngine:
                                                     "parent_id": plans[s].plan_id})
             else:
                 try:
-                    pred = await self._call("reflector", lambda: self.roles.reflector.acall(
+                    pred = await self.driver.call("reflector", lambda: self.roles.reflector.acall(
                         plan=plans[s], failures=verdicts, others=plans), Usage())
                     child = pred.plan
                 except CallFailedError as exc:
@@ -253,7 +230,7 @@ class DataEngine:
         cfg = self.config
         done = self.store.done_keys("task")
         keys = [f"s{s}/r{r}/t{i}" for s in range(cfg.streams)]
-        fresh = await asyncio.gather(*(self._make_task(s, r, key, plans[s]) for s, key in enumerate(keys)
+        fresh = await asyncio.gather(*(self.worker.make_task(s, r, key, plans[s]) for s, key in enumerate(keys)
                                        if key not in done))
         by_key = {rec.work_key: rec for rec in fresh}
         stored = {rec.work_key: rec for rec in self.store.iter_records("task") if rec.work_key in set(keys)}
@@ -285,89 +262,16 @@ class DataEngine:
         self.duplicates.add(rec.task)
         return rec
 
-    async def _make_task(self, stream: int, r: int, key: str, plan: PlanPair) -> TaskRecord:
-        cfg = self.config
-        usage = Usage()
-        task_id = f"{self.domain.name}_{cfg.seed}_{key.replace('/', '_')}"
-        feedback: list[str] = []
-        last: tuple[Task, Verdict, bool | None] | None = None
-        base = dict(work_key=key, stream=stream, round=r, plan=plan, usage=usage)
-        for attempt in range(cfg.max_repairs + 1):
-            entities = sample_entities(self.domain, random.Random(f"{cfg.seed}:{key}:{attempt}"),
-                                       k=cfg.entities_k, max_chars=cfg.entities_chars)
-            try:
-                pred = await self._call("generator", lambda e=entities, f=list(feedback): _draft(
-                    self.roles.generator, self.domain, plan, e, task_id, f), usage)
-            except CallFailedError as exc:
-                return TaskRecord(**base, accepted=False, stage=Stage.GENERATE, reasons=[exc.reason],
-                                  repair_rounds=attempt)
-            if isinstance(pred, DraftError):
-                feedback = list(pred.reasons)
-                continue
-            task: Task = pred.task
-            try:
-                verdict_pred = await self._call("task_validator", lambda t=task: self.roles.task_validator.acall(
-                    domain=self.domain, task=t, plan=plan), usage)
-            except CallFailedError as exc:
-                return TaskRecord(**base, task=task, accepted=False, stage=Stage.VALIDATE_TASK,
-                                  reasons=[exc.reason], repair_rounds=attempt)
-            verdict: Verdict = verdict_pred.verdict
-            null_pass = verdict_pred.execution.null_pass if verdict_pred.execution is not None else None
-            if verdict.passed:
-                return TaskRecord(**base, task=task, accepted=True, stage=Stage.ACCEPT, validation=verdict,
-                                  null_pass=null_pass, repair_rounds=attempt)
-            feedback = list(verdict.reasons)
-            last = (task, verdict, null_pass)
-        if last is not None:
-            task, verdict, null_pass = last
-            return TaskRecord(**base, task=task, accepted=False, stage=Stage.VALIDATE_TASK, validation=verdict,
-                              reasons=verdict.reasons, null_pass=null_pass, repair_rounds=cfg.max_repairs)
-        return TaskRecord(**base, accepted=False, stage=Stage.GENERATE, reasons=feedback,
-                          repair_rounds=cfg.max_repairs)
-
-    async def _rollout(self, stream: int, rec: TaskRecord, trial: int, failures: Failures
-                       ) -> None:
+    async def _rollout(self, stream: int, rec: TaskRecord, trial: int, failures: Failures) -> None:
         key = f"{rec.work_key}/e{trial}"
         if key in self.store.done_keys("dialogue"):
-            stored = self._stored_dialogue(key)
-            if stored is not None and not stored.accepted:
-                blame = stored.validator.blame if stored.validator else "none"
-                failures[stream].append((key, Verdict(passed=False, reasons=stored.reasons, blame=blame)))
-            return
-        cfg, task = self.config, rec.task
-        usage = Usage()
-        orch = Orchestrator(
-            self.domain, _Retrying(self.roles.assistant, "assistant", self, usage),
-            _Retrying(self.roles.user, "user", self, usage),
-            config=EpisodeConfig(max_steps=cfg.max_steps, max_errors=cfg.max_errors, seed=cfg.seed),
-            checker_factory=lambda t: Checker(self.domain, t, exclude_nl=True),
-        )
-        episode = await orch.run(task, trial)
-        check = episode.check
-        base = dict(work_key=key, task_id=task.id, plan_id=rec.plan.plan_id if rec.plan else None, trial=trial,
-                    seed=episode.seed, domain=self.domain.name, messages=episode.messages,
-                    termination_reason=episode.termination_reason.value, usage=usage,
-                    reward=check.reward if check else 0.0, checker_passed=bool(check and check.passed),
-                    checker_feedback=check.feedback() if check else (episode.error or ""))
-        if episode.error and check is None:
-            dialogue = DialogueRecord(**base, accepted=False, stage=Stage.ROLLOUT, reasons=[episode.error])
+            dialogue = self._stored_dialogue(key)
         else:
-            try:
-                pred = await self._call("trajectory_validator", lambda: self.roles.trajectory_validator.acall(
-                    domain=self.domain, task=task, messages=episode.messages, plan=rec.plan,
-                    checker_feedback=base["checker_feedback"]), usage)
-                verdict: Verdict = pred.verdict
-            except CallFailedError as exc:
-                verdict = Verdict(passed=False, reasons=[f"validator unavailable: {exc.reason}"])
-            reasons = ([] if base["checker_passed"] else list(check.failures)) + (
-                [] if verdict.passed else list(verdict.reasons))
-            accepted = base["checker_passed"] and verdict.passed and verdict.blame != "user"
-            stage = Stage.ACCEPT if accepted else (Stage.CHECK if not base["checker_passed"]
-                                                   else Stage.VALIDATE_TRAJECTORY)
-            dialogue = DialogueRecord(**base, validator=verdict, accepted=accepted, stage=stage, reasons=reasons)
-            if not accepted:
-                failures[stream].append((key, Verdict(passed=False, reasons=reasons, blame=verdict.blame)))
-        await self._store(dialogue)
+            dialogue = await self.worker.episode(rec, trial, key)
+            await self._store(dialogue)
+        if dialogue is not None and not dialogue.accepted:
+            blame = dialogue.validator.blame if dialogue.validator else "none"
+            failures[stream].append((key, Verdict(passed=False, reasons=dialogue.reasons, blame=blame)))
 
     def _stored_dialogue(self, key: str) -> DialogueRecord | None:
         if self._dialogue_cache is None:
@@ -382,17 +286,6 @@ class DataEngine:
             acc, tried = per_plan.get(d.plan_id or "-", (0, 0))
             per_plan[d.plan_id or "-"] = (acc + int(d.accepted), tried + 1)
         return diversity_report(plans, accepted, per_plan)
-
-
-async def _draft(generator: TaskGenerator, domain: Domain, plan: PlanPair, entities: str, task_id: str,
-                 feedback: list[str]) -> Any:
-    """Generate a task; a `DraftError` (content problem, not an LM failure) is returned, not raised,
-    so it feeds the repair loop instead of the retry loop."""
-    try:
-        return await generator.acall(domain=domain, plan=plan, entities=entities, task_id=task_id,
-                                     feedback=feedback)
-    except DraftError as exc:
-        return exc
 
 
 def _order(work_key: str) -> tuple[int, int, int]:
