@@ -102,6 +102,51 @@ def synth(
         raise typer.Exit(2)
 
 
+def demo_synth(
+    out: Annotated[Path, typer.Option(help="Run directory")] = Path("runs/demo-synth"),
+    n: Annotated[int, typer.Option("--n", help="Tasks to attempt")] = 2,
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget per LM call")] = 256,
+) -> None:
+    """synth -> inspect -> export on the built-in mock domain with the embedded offline model.
+
+    Never reads tau2 data; the domain's whole prompt stays well under 2k tokens. Exits non-zero
+    when nothing was accepted, after printing which stage rejected what.
+    """
+    import dspy
+
+    from eigendspy.domains import get_domain
+    from eigendspy.engine import DataEngine, EngineConfig, Roles
+    from eigendspy.lm_config import ROLES
+    from eigendspy.local_lm import local_lm
+    from eigendspy.model_fetch import ModelNotFetchedError
+    from eigendspy.store import RunManifest, RunStore
+
+    try:
+        lm = local_lm(max_new_tokens=max_new_tokens)
+    except ModelNotFetchedError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    domain = get_domain("mock", num_users=4, tasks_per_user=3)
+    cfg = EngineConfig(domain="mock", streams=1, rounds=1, tasks_per_round=n, episodes_per_task=1, max_repairs=1,
+                       max_steps=12, concurrency=1, held_out_split=None)
+    store = RunStore.create(out, RunManifest(config=cfg, lms={r: "local" for r in ROLES}, seed=0, domain="mock"))
+    counter = StageCounter()
+    console.print("[bold]demo-synth[/]: built-in mock domain, every role on the embedded SmolLM2-135M-Instruct "
+                  "(JSON outputs grammar-constrained)")
+    try:
+        with dspy.context(adapter=dspy.JSONAdapter()):
+            result = asyncio.run(DataEngine(domain, Roles.from_lms({r: lm for r in ROLES}), store, cfg,
+                                            progress=counter).run())
+    finally:
+        store.close()
+    console.print(counter.table())
+    _print_inspect(out)
+    if result.accepted_dialogues == 0:
+        console.print("[red]nothing was accepted[/] — see the rejection reasons per stage above")
+        raise typer.Exit(2)
+    export_cmd(out, None)
+
+
 def inspect_run(run: Annotated[Path, typer.Argument(help="Run directory")]) -> None:
     """Yields per stage, rejection reasons, blame, LM usage and diversity of a run."""
     _print_inspect(run)
@@ -164,4 +209,5 @@ def register(app: typer.Typer) -> None:
     app.command()(synth)
     app.command(name="inspect")(inspect_run)
     app.command(name="export")(export_cmd)
+    app.command(name="demo-synth")(demo_synth)
     app.add_typer(model_app, name="model")

@@ -1,0 +1,26 @@
+"""`eigendspy demo-synth` with the embedded model (slow: loads SmolLM2; run with EIGENDSPY_SLOW=1)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from eigendspy.cli import app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(os.environ.get("EIGENDSPY_SLOW") != "1", reason="slow: set EIGENDSPY_SLOW=1")
+def test_demo_synth_exports_an_accepted_dialogue(tmp_path):
+    from eigendspy.model_fetch import ModelNotFetchedError, locate_gguf
+
+    try:
+        locate_gguf()
+    except ModelNotFetchedError:
+        pytest.skip("embedded model not fetched: run `eigendspy model fetch`")
+    result = CliRunner().invoke(app, ["demo-synth", "--out", str(tmp_path / "run"), "--n", "2"])
+    assert "yield per stage" in result.output
+    assert result.exit_code == 0, result.output[-3000:]
+    assert (tmp_path / "run" / "export" / "sft_agent").is_dir()
