@@ -12,6 +12,8 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import dspy
+
 from eigendspy.agents.task_generator import DraftError, TaskGenerator
 from eigendspy.checkers import Checker
 from eigendspy.domain import Domain
@@ -50,7 +52,10 @@ class ItemWorker:
         async def counted() -> Any:
             usage.add(role)
             async with self.semaphore:
-                return await fn()
+                with dspy.context(track_usage=True):
+                    result = await fn()
+            _record_tokens(result, role, usage)
+            return result
 
         return await call_with_retries(counted, role=role, attempts=self.config.retries,
                                        base_delay=self.config.retry_delay_s, breaker=self.breaker)
@@ -130,6 +135,16 @@ class ItemWorker:
             dialogue = DialogueRecord(**base, validator=verdict, accepted=accepted, stage=stage, reasons=reasons)
         return dialogue
 
+
+
+def _record_tokens(result: Any, role: str, usage: Usage) -> None:
+    """Add the LM token usage DSPy tracked for a role's prediction (when the LM reports it)."""
+    get = getattr(result, "get_lm_usage", None)
+    if not callable(get):
+        return
+    for stats in (get() or {}).values():
+        usage.add(role, calls=0, prompt_tokens=int(stats.get("prompt_tokens") or 0),
+                  completion_tokens=int(stats.get("completion_tokens") or 0), cost=float(stats.get("cost") or 0.0))
 
 
 async def _draft(generator: TaskGenerator, domain: Domain, plan: PlanPair, entities: str, task_id: str,
