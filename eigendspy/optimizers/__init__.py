@@ -1,0 +1,1 @@
+"""Self-evolution: DSPy optimizers compile every role against checker-pass metrics."""
