@@ -12,6 +12,9 @@ The engines here do not own DSPy's response cache, retries, history, usage
 tracking or callbacks; the outer ``dspy.LM`` owns those. ``ScriptedLM`` turns
 the cache off and sets ``num_retries=0`` by default so every call reaches the
 policy exactly once (pass ``cache=True`` to test caching on purpose).
+
+The request view a policy receives (:class:`ScriptedRequest`, built by
+:func:`build_request_view`) lives in :mod:`eigendspy.lm_request` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -19,19 +22,18 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import re
-import textwrap
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import dspy
 import pydantic
 from dspy.adapters.utils import serialize_for_json
 from dspy.clients.engines.base import validate_request
-from dspy.clients.lm15_boundary import history_messages, request_kwargs
 from dspy.lm15 import Message, Request, Response, TextPart, ToolCallPart, Usage, response_to_events
+
+from eigendspy.lm_request import ScriptedRequest, build_request_view, message_text
 
 if TYPE_CHECKING:  # dspy.lm15 does not re-export it; engines/base.py imports it the same way
     from dspy._vendor.lm15.types import StreamEvent
@@ -61,62 +63,6 @@ class ScriptedToolCalls(pydantic.BaseModel):
     calls: list[ScriptedToolCall]
     outputs: dict[str, Any] = pydantic.Field(default_factory=dict)
     field: str | None = None
-
-
-class ScriptedRequest(pydantic.BaseModel):
-    """What the policy sees: the request, pre-parsed from the adapter's prompt.
-
-    Attributes:
-        model: The LM's model string.
-        call_index: 0-based position of this call in the LM's call log.
-        messages: OpenAI chat-style messages (system first, tool calls/results included).
-        tools: OpenAI function schemas offered natively, or None.
-        tool_choice: OpenAI-style tool choice, when the adapter set one.
-        response_format: lm15 canonical format (``{"type": "json_schema", "schema": ...}``) or None.
-        adapter_format: ``"json"`` when the adapter expects a JSON object, else ``"chat"``.
-        output_fields: Output field names the adapter asked for, in order (native tool fields excluded).
-        output_types: Type names DSPy printed for those fields (e.g. ``"int"``, ``"ToolCalls"``).
-        input_fields: Input field names the adapter rendered.
-        inputs: Rendered text of each input field in the final user message.
-        instructions: The signature's instructions (task description).
-        params: Remaining OpenAI-style request options (temperature, max_tokens, ...).
-    """
-
-    model_config = pydantic.ConfigDict(frozen=True)
-
-    model: str
-    call_index: int
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = None
-    response_format: dict[str, Any] | None = None
-    adapter_format: Literal["chat", "json"] = "chat"
-    output_fields: list[str] = pydantic.Field(default_factory=list)
-    output_types: dict[str, str] = pydantic.Field(default_factory=dict)
-    input_fields: list[str] = pydantic.Field(default_factory=list)
-    inputs: dict[str, str] = pydantic.Field(default_factory=dict)
-    instructions: str = ""
-    params: dict[str, Any] = pydantic.Field(default_factory=dict)
-
-    @property
-    def system(self) -> str:
-        """The system message text ('' when absent)."""
-        return next((_text(m) for m in self.messages if m.get("role") == "system"), "")
-
-    @property
-    def last_user_message(self) -> str:
-        """Text of the final user message, the adapter's main request."""
-        return next((_text(m) for m in reversed(self.messages) if m.get("role") == "user"), "")
-
-    @property
-    def tool_names(self) -> list[str]:
-        """Names of the natively offered tools."""
-        return [t.get("function", {}).get("name", "") for t in self.tools or []]
-
-    @property
-    def tool_call_field(self) -> str | None:
-        """The ``dspy.ToolCalls`` output field when tool calls must be written as text."""
-        return next((n for n, t in self.output_types.items() if t == "ToolCalls"), None)
 
 
 Answer: TypeAlias = dict[str, Any] | ScriptedToolCalls | list[ScriptedToolCall | dict[str, Any]] | str
@@ -163,94 +109,6 @@ class CallLog:
             self._requests.clear()
 
 
-# --- request view -----------------------------------------------------------------------------------------
-
-_FIELD_LINE = re.compile(r"^\d+\. `(\w+)` \((.*?)\):", re.MULTILINE)
-_HEADER = re.compile(r"^\[\[ ## (\w+) ## \]\]\s*$", re.MULTILINE)
-_OBJECTIVE = "In adhering to this structure, your objective is:"
-_REQUIREMENT = re.compile(r"\n\nRespond with (?:the corresponding output fields|a JSON object)[^\n]*\s*$")
-
-
-def _text(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(b.get("text", "") for b in content if isinstance(b, dict))
-    return ""
-
-
-def _fields(system: str, start: str, end: str) -> dict[str, str]:
-    """Parse DSPy's numbered field list (`1. \\`name\\` (type): desc`) between two headings."""
-    if start not in system:
-        return {}
-    section = system.split(start, 1)[1]
-    section = section.split(end, 1)[0] if end else section
-    return {m.group(1): m.group(2) for m in _FIELD_LINE.finditer(section)}
-
-
-def _inputs(user: str, names: Sequence[str]) -> dict[str, str]:
-    user = _REQUIREMENT.sub("", user)
-    headers = [m for m in _HEADER.finditer(user) if m.group(1) in names]
-    values = {}
-    ends = [m.start() for m in headers[1:]] + [len(user)]
-    for here, end in zip(headers, ends[: len(headers)], strict=True):
-        values[here.group(1)] = user[here.end() : end].strip()
-    return values
-
-
-def _openai_view(request: Request) -> dict[str, Any]:
-    """OpenAI chat-body view of a canonical request, via DSPy's own dialect mapping."""
-    try:
-        return request_kwargs(request, "chat")
-    except Exception:  # content the chat dialect cannot carry: fall back to DSPy's history snapshot
-        tools = [
-            {"type": "function", "function": {"name": t.name, "parameters": getattr(t, "parameters", {})}}
-            for t in request.tools
-        ]
-        return {"messages": history_messages(request), **({"tools": tools} if tools else {})}
-
-
-def build_request_view(request: Request, call_index: int) -> ScriptedRequest:
-    """Parse what the adapter asked for out of a canonical lm15 request.
-
-    Field names come from the "Your output fields are:" list that Chat/JSON adapters put in the
-    system message (it lists only fields the model must write, so natively handled tool fields are
-    absent); the response_format schema and the last-message reminder are fallbacks.
-    """
-    body = _openai_view(request)
-    messages, fmt = body.pop("messages"), request.config.response_format
-    system = next((_text(m) for m in messages if m.get("role") == "system"), "")
-    user = next((_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
-    outputs = _fields(system, "Your output fields are:", "All interactions will be structured")
-    if not outputs and fmt and fmt.get("type") == "json_schema":
-        outputs = dict.fromkeys(fmt["schema"].get("properties", {}), "")
-    if not outputs:
-        outputs = dict.fromkeys(
-            (n for n in re.findall(r"`\[\[ ## (\w+) ## \]\]`", user) if n != "completed"), ""
-        )
-    inputs = _fields(system, "Your input fields are:", "Your output fields are:")
-    is_json = (
-        fmt is not None or "Outputs will be a JSON object" in system or "Respond with a JSON object" in user
-    )
-    body.pop("response_format", None)
-    return ScriptedRequest(
-        model=request.model,
-        call_index=call_index,
-        messages=messages,
-        tools=body.pop("tools", None) or None,
-        tool_choice=body.pop("tool_choice", None),
-        response_format=fmt,
-        adapter_format="json" if is_json else "chat",
-        output_fields=list(outputs),
-        output_types=outputs,
-        input_fields=list(inputs),
-        inputs=_inputs(user, list(inputs)),
-        instructions=textwrap.dedent(system.split(_OBJECTIVE, 1)[1]).strip() if _OBJECTIVE in system else "",
-        params=body,
-    )
-
-
 # --- answer rendering -------------------------------------------------------------------------------------
 
 
@@ -275,15 +133,12 @@ def _as_calls(answer: Any) -> ScriptedToolCalls | None:
 
 def _render_fields(view: ScriptedRequest, values: dict[str, Any]) -> str:
     """Write output values in the adapter's format; requested fields first, then any extras."""
-    order = [n for n in view.output_fields if n in values] + [
-        n for n in values if n not in view.output_fields
-    ]
+    order = [n for n in view.output_fields if n in values] + [n for n in values if n not in view.output_fields]
     plain = {name: serialize_for_json(values[name]) for name in order}
     if view.adapter_format == "json":
         return json.dumps(plain, indent=2, ensure_ascii=False)
     sections = [
-        f"[[ ## {n} ## ]]\n{v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
-        for n, v in plain.items()
+        f"[[ ## {n} ## ]]\n{v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for n, v in plain.items()
     ]
     return "\n\n".join([*sections, "[[ ## completed ## ]]"])
 
@@ -307,15 +162,11 @@ def render_answer(view: ScriptedRequest, answer: Answer) -> Response:
     elif isinstance(answer, dict):
         text = _render_fields(view, answer)
     else:
-        raise TypeError(
-            f"A scripted policy returns a dict, ScriptedToolCalls or str, not {type(answer).__name__}"
-        )
+        raise TypeError(f"A scripted policy returns a dict, ScriptedToolCalls or str, not {type(answer).__name__}")
     parts: list[Any] = [TextPart(text)] if text else []
     for i, call in enumerate(calls.calls if calls else []):
-        parts.append(
-            ToolCallPart(id=call.id or f"call_{view.call_index}_{i}", name=call.name, input=call.arguments)
-        )
-    prompt_chars = sum(len(_text(m)) for m in view.messages)
+        parts.append(ToolCallPart(id=call.id or f"call_{view.call_index}_{i}", name=call.name, input=call.arguments))
+    prompt_chars = sum(len(message_text(m)) for m in view.messages)
     return Response(
         id=f"scripted-{view.call_index}",
         model=view.model,
@@ -370,9 +221,7 @@ class ScriptedEngine:
         if callable(self.source):
             return view, self.source(view)
         if view.call_index >= len(self.source):
-            raise ScriptExhaustedError(
-                f"script has {len(self.source)} answers; call {view.call_index + 1} has none"
-            )
+            raise ScriptExhaustedError(f"script has {len(self.source)} answers; call {view.call_index + 1} has none")
         step = self.source[view.call_index]
         return view, step(view) if callable(step) else step
 

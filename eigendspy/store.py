@@ -28,15 +28,15 @@ import re
 import sys
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from eigendspy.records import DialogueRecord, TaskRecord, Usage
+from eigendspy.records import DialogueRecord, TaskRecord
+from eigendspy.store_summary import KindSummary, PlanYield, ReasonCount, RunSummary, summarize  # noqa: F401 (re-export)
 
 try:  # POSIX only; elsewhere a run dir is simply not protected against a second writer.
     import fcntl
@@ -139,45 +139,6 @@ class RunManifest(BaseModel):
     @classmethod
     def _dump_config(cls, value: Any) -> Any:
         return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-
-
-class ReasonCount(BaseModel):
-    reason: str
-    count: int
-
-
-class KindSummary(BaseModel):
-    """Counts for one record kind. ``blame`` counts the verdicts of *rejected* records."""
-
-    total: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    stages: dict[str, int] = Field(default_factory=dict)
-    top_reasons: list[ReasonCount] = Field(default_factory=list)
-    blame: dict[str, int] = Field(default_factory=dict)
-    usage: Usage = Field(default_factory=Usage)
-
-
-class PlanYield(BaseModel):
-    """What one plan produced (the paper's diversity report: yield per plan)."""
-
-    tasks: int = 0
-    tasks_accepted: int = 0
-    dialogues: int = 0
-    dialogues_accepted: int = 0
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def dialogue_yield(self) -> float:
-        return self.dialogues_accepted / self.dialogues if self.dialogues else 0.0
-
-
-class RunSummary(BaseModel):
-    run_id: str
-    kinds: dict[str, KindSummary]
-    usage: Usage = Field(description="LM usage over all records, per role")
-    plans: dict[str, PlanYield]
-    corrupt_lines: int = 0
 
 
 class RunStore:
@@ -367,37 +328,8 @@ class RunStore:
 
     def summary(self, top_n: int = 20) -> RunSummary:
         """Counts per kind and stage, top rejection reasons, blame, usage per role and yield per plan."""
-        kinds: dict[str, KindSummary] = {}
-        plans: dict[str, PlanYield] = {}
-        total = Usage()
-        for kind in KINDS:
-            ks, reasons = KindSummary(), Counter()
-            for rec in self.iter_records(kind):
-                ks.total += 1
-                ks.stages[rec.stage.value] = ks.stages.get(rec.stage.value, 0) + 1
-                ks.usage.merge(rec.usage)
-                verdict = rec.validation if isinstance(rec, TaskRecord) else rec.validator
-                plan_id = (rec.plan.plan_id if rec.plan else None) if isinstance(rec, TaskRecord) else rec.plan_id
-                plan = plans.setdefault(plan_id, PlanYield()) if plan_id else PlanYield()
-                if kind == "task":
-                    plan.tasks += 1
-                    plan.tasks_accepted += rec.accepted
-                else:
-                    plan.dialogues += 1
-                    plan.dialogues_accepted += rec.accepted
-                if rec.accepted:
-                    ks.accepted += 1
-                    continue
-                ks.rejected += 1
-                reasons.update(rec.reasons)
-                if verdict is not None:
-                    ks.blame[verdict.blame] = ks.blame.get(verdict.blame, 0) + 1
-            ks.top_reasons = [ReasonCount(reason=r, count=c) for r, c in reasons.most_common(top_n)]
-            total.merge(ks.usage)
-            kinds[kind] = ks
-        return RunSummary(
-            run_id=self.manifest.run_id, kinds=kinds, usage=total, plans=plans, corrupt_lines=self.corrupt_lines
-        )
+        records = {kind: self.iter_records(kind) for kind in KINDS}
+        return summarize(records, run_id=self.manifest.run_id, top_n=top_n, corrupt_lines=self.corrupt_lines)
 
     def write_summary(self, top_n: int = 20) -> Path:
         """Atomically write ``summary.json`` and return its path."""
