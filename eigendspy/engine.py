@@ -220,7 +220,8 @@ class DataEngine:
                     child = pred.plan
                 except CallFailedError as exc:
                     logger.warning("reflection failed for stream %d (%s): keeping the plan", s, exc.reason)
-                    child = plans[s].model_copy(update={"round": r + 1, "plan_id": f"{plans[s].plan_id}_k"})
+                    child = plans[s].model_copy(update={"round": r + 1, "plan_id": f"{plans[s].plan_id}_k",
+                                                        "parent_id": plans[s].plan_id})
             self._save_plan(name, child)
             return child
 
