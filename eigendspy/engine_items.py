@@ -12,7 +12,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import dspy
+from dspy.utils.usage_tracker import track_usage
 
 from eigendspy.agents.task_generator import DraftError, TaskGenerator
 from eigendspy.checkers import Checker
@@ -52,9 +52,9 @@ class ItemWorker:
         async def counted() -> Any:
             usage.add(role)
             async with self.semaphore:
-                with dspy.context(track_usage=True):
+                with track_usage() as tracker:  # covers predictions and participant turns alike
                     result = await fn()
-            _record_tokens(result, role, usage)
+            _record_tokens(tracker.get_total_tokens(), role, usage)
             return result
 
         return await call_with_retries(counted, role=role, attempts=self.config.retries,
@@ -137,12 +137,9 @@ class ItemWorker:
 
 
 
-def _record_tokens(result: Any, role: str, usage: Usage) -> None:
-    """Add the LM token usage DSPy tracked for a role's prediction (when the LM reports it)."""
-    get = getattr(result, "get_lm_usage", None)
-    if not callable(get):
-        return
-    for stats in (get() or {}).values():
+def _record_tokens(totals: dict[str, Any], role: str, usage: Usage) -> None:
+    """Add the LM token usage DSPy tracked during one role call (when the LM reports it)."""
+    for stats in (totals or {}).values():
         usage.add(role, calls=0, prompt_tokens=int(stats.get("prompt_tokens") or 0),
                   completion_tokens=int(stats.get("completion_tokens") or 0), cost=float(stats.get("cost") or 0.0))
 
