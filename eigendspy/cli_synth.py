@@ -53,6 +53,8 @@ def synth(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out")] = False,
     concurrency: Annotated[int, typer.Option(help="LM calls in flight")] = 16,
     ray: Annotated[str | None, typer.Option("--ray", help="Run items on Ray: 'auto' or a cluster address")] = None,
+    compiled: Annotated[Path | None, typer.Option(help="Start roles from compiled programs (evolve's OUT/compiled)")
+                        ] = None,
 ) -> None:
     """Synthesize verified tasks and accepted dialogues into a resumable run directory."""
     from eigendspy.domains import get_domain
@@ -74,6 +76,10 @@ def synth(
     console.print(f"[bold]synth[/] {domain}: {streams} streams x {rounds} rounds x {per_round} tasks, "
                   f"{episodes} episode(s) per task; LMs {sorted(set(lm_config.ids().values()))}")
     roles = Roles.from_lms(build_role_lms(lm_config))
+    if compiled is not None:
+        from eigendspy.cli_evolve import load_compiled_roles
+
+        console.print(f"compiled roles loaded: {', '.join(load_compiled_roles(roles, compiled))}")
     counter = StageCounter()
     pool = None
     if ray:
@@ -210,4 +216,7 @@ def register(app: typer.Typer) -> None:
     app.command(name="inspect")(inspect_run)
     app.command(name="export")(export_cmd)
     app.command(name="demo-synth")(demo_synth)
+    from eigendspy.cli_evolve import evolve_cmd
+
+    app.command(name="evolve")(evolve_cmd)
     app.add_typer(model_app, name="model")

@@ -87,3 +87,22 @@ def test_synth_exits_nonzero_when_nothing_is_accepted(tmp_path, monkeypatch):
     result = runner.invoke(app, ["synth", "--domain", "mock", "--n", "2", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2
     assert "nothing was accepted" in result.output and "skipped identification" in result.output
+
+
+def test_evolve_then_synth_from_compiled(tmp_path, tau2_dir, monkeypatch):
+    from eigendspy import lm_config
+    from eigendspy.lm import scripted_lm
+    from tests.engine import scripted_roles as sr
+
+    policies = {"planner": sr.planner, "generator": sr.generator, "task_validator": sr.task_judge,
+                "user": sr.user, "assistant": lambda req: {"response": "All done, completed.", "tool_calls": []},
+                "trajectory_validator": sr.trajectory_judge, "reflector": sr.reflector}
+    monkeypatch.setattr(lm_config, "build_role_lms", lambda cfg: {r: scripted_lm(p) for r, p in policies.items()})
+    out = tmp_path / "evo"
+    result = runner.invoke(app, ["evolve", "--role", "assistant", "--domain", "mock", "--data", str(tau2_dir / "mock"),
+                                 "--optimizer", "bootstrap", "--budget", "1", "--n", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "compiled" / "assistant.json").exists() and (out / "report.json").exists()
+    result = runner.invoke(app, ["synth", "--domain", "mock", "--n", "2", "--out", str(tmp_path / "run"),
+                                 "--compiled", str(out / "compiled")])
+    assert "compiled roles loaded: assistant" in result.output
