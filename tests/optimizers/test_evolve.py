@@ -15,7 +15,7 @@ from eigendspy.lm import scripted_lm
 from eigendspy.optimizers.evolve import evolve, load_compiled
 from eigendspy.optimizers.metrics import AssistantEpisode, assistant_metric
 from eigendspy.optimizers.report import EvolveReport
-from tests.optimizers import instruction_lm as il
+from eigendspy.optimizers import scripted as il
 from tests.optimizers.test_metrics import mark_done
 
 TRAIN = il.refund_examples(6)
