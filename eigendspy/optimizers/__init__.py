@@ -9,6 +9,7 @@
 - `workflow` adjusts engine settings from a run's failure statistics within declared bounds.
 """
 
+from eigendspy.optimizers.engine_program import EngineProgram, per_role_metric
 from eigendspy.optimizers.evolve import evaluate_program, evolve
 from eigendspy.optimizers.metrics import (
     AssistantEpisode,
@@ -25,7 +26,7 @@ from eigendspy.optimizers.metrics import (
 from eigendspy.optimizers.report import EvolveReport, load_compiled, save_compiled
 
 __all__ = [
-    "AssistantEpisode", "EvolveReport", "TaskGeneration", "UserEpisode", "as_bool_metric", "assistant_metric",
+    "AssistantEpisode", "EngineProgram", "EvolveReport", "per_role_metric", "TaskGeneration", "UserEpisode", "as_bool_metric", "assistant_metric",
     "evaluate_program", "evolve", "load_compiled", "planted_trajectory_items", "save_compiled",
     "task_generator_metric", "user_simulator_metric", "validate_metric", "validator_calibration_metric",
 ]
