@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from eigendspy.domain import tool
+from eigendspy.domain import ToolError, tool
+from eigendspy.domains.calculator import CalculationError, calculate_text
 
 
 @tool(kind="generic")
@@ -22,3 +23,19 @@ def transfer_to_human_agents(db: Any, summary: str) -> str:
         A message indicating the user has been transferred to a human agent.
     """
     return "Transfer successful"
+
+
+@tool(kind="generic")
+def calculate(db: Any, expression: str) -> str:
+    """Calculate the result of a mathematical expression.
+
+    Args:
+        expression: The mathematical expression to calculate, such as '2 + 2'. The expression can contain numbers, operators (+, -, *, /), parentheses, and spaces.
+
+    Returns:
+        The result of the mathematical expression.
+    """  # noqa: E501
+    try:
+        return calculate_text(expression)
+    except CalculationError as exc:
+        raise ToolError(str(exc)) from exc

@@ -8,8 +8,6 @@ the two generic tools and lists all fourteen in tau2's order.
 
 from __future__ import annotations
 
-from eigendspy.domain import ToolError, tool
-from eigendspy.domains.airline.db import FlightDB
 from eigendspy.domains.airline.read_tools import (
     get_flight_status,
     get_reservation_details,
@@ -26,25 +24,7 @@ from eigendspy.domains.airline.write_tools import (
     update_reservation_flights,
     update_reservation_passengers,
 )
-from eigendspy.domains.calculator import CalculationError, calculate_text
-from eigendspy.domains.common import transfer_to_human_agents
-
-
-@tool(kind="generic")
-def calculate(db: FlightDB, expression: str) -> str:
-    """Calculate the result of a mathematical expression.
-
-    Args:
-        expression: The mathematical expression to calculate, such as '2 + 2'. The expression can contain numbers, operators (+, -, *, /), parentheses, and spaces.
-
-    Returns:
-        The result of the mathematical expression.
-    """  # noqa: E501
-    try:
-        return calculate_text(expression)
-    except CalculationError as exc:
-        raise ToolError(str(exc)) from exc
-
+from eigendspy.domains.common import calculate, transfer_to_human_agents
 
 AGENT_TOOLS = [
     book_reservation,

@@ -9,10 +9,7 @@ this module adds the two generic tools and lists all sixteen in tau2's order.
 
 from __future__ import annotations
 
-from eigendspy.domain import ToolError, tool
-from eigendspy.domains.calculator import CalculationError, calculate_text
-from eigendspy.domains.common import transfer_to_human_agents
-from eigendspy.domains.retail.db import RetailDB
+from eigendspy.domains.common import calculate, transfer_to_human_agents
 from eigendspy.domains.retail.read_tools import (
     find_user_id_by_email,
     find_user_id_by_name_zip,
@@ -31,23 +28,6 @@ from eigendspy.domains.retail.write_tools import (
     modify_user_address,
     return_delivered_order_items,
 )
-
-
-@tool(kind="generic")
-def calculate(db: RetailDB, expression: str) -> str:
-    """Calculate the result of a mathematical expression.
-
-    Args:
-        expression: The mathematical expression to calculate, such as '2 + 2'. The expression can contain numbers, operators (+, -, *, /), parentheses, and spaces.
-
-    Returns:
-        The result of the mathematical expression.
-    """  # noqa: E501
-    try:
-        return calculate_text(expression)
-    except CalculationError as exc:
-        raise ToolError(str(exc)) from exc
-
 
 AGENT_TOOLS = [
     calculate,
