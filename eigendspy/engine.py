@@ -5,11 +5,12 @@ mutants, null policies, the task's checker on each dialogue) and by an LLM judge
 items carry their reasons back into a bounded repair loop, and everything — accepted and
 rejected, with reasons and blame — goes to the `RunStore`, so a run is auditable and resumable.
 
-Determinism (what makes resume exact): work advances in *waves*. Wave (round r, item i)
-generates the tasks of all streams concurrently, then filters them in stream order (so which of
-two colliding tasks is the duplicate never depends on timing), then rolls out all accepted tasks
-concurrently. Every random choice is seeded from the work key, so a resumed run recomputes an
-unfinished item exactly as an uninterrupted run would.
+Determinism (what makes resume exact): tasks are generated concurrently but *filtered* in one
+canonical order — (round, item, stream) — so which of two colliding tasks is the duplicate never
+depends on timing, and every random choice is seeded from the work key, so a resumed run recomputes
+an unfinished item exactly as an uninterrupted run would. The default ``pipelined`` schedule starts
+an accepted task's rollouts as soon as it is filtered; ``waves`` (one item index at a time across
+all streams) gives the same results with less overlap.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import dspy
 from pydantic import BaseModel, ConfigDict
@@ -67,6 +68,7 @@ class EngineConfig(BaseModel):
     breaker_threshold: int = 20
     entities_k: int = 3
     entities_chars: int = 1500
+    schedule: Literal["pipelined", "waves"] = "pipelined"
 
 
 @dataclass
@@ -154,8 +156,11 @@ class DataEngine:
         plans = await self._initial_plans()
         for r in range(cfg.rounds):
             failures: Failures = {s: [] for s in range(cfg.streams)}
-            for i in range(cfg.tasks_per_round):
-                await self._wave(r, i, plans, failures)
+            if cfg.schedule == "pipelined":
+                await self._pipelined_round(r, plans, failures)
+            else:
+                for i in range(cfg.tasks_per_round):
+                    await self._wave(r, i, plans, failures)
             if r + 1 < cfg.rounds:
                 plans = await self._reflect(r, plans, failures)
         self.store.write_summary()
@@ -248,6 +253,33 @@ class DataEngine:
                 continue
             rollouts += [self._rollout(s, rec, k, failures) for k in range(cfg.episodes_per_task)]
         await asyncio.gather(*rollouts)
+
+    async def _pipelined_round(self, r: int, plans: list[PlanPair], failures: Failures) -> None:
+        """All of a round's tasks are made concurrently; they are filtered in canonical order
+        (item, stream) — the same order waves use, so results are identical — and each accepted
+        task's rollouts start as soon as it is filtered, without waiting for a wave boundary."""
+        cfg = self.config
+        done = self.store.done_keys("task")
+        keys = [(i, s, f"s{s}/r{r}/t{i}") for i in range(cfg.tasks_per_round) for s in range(cfg.streams)]
+        stored = {rec.work_key: rec for rec in self.store.iter_records("task") if rec.work_key in done}
+        made = {key: asyncio.ensure_future(self.worker.make_task(s, r, key, plans[s]))
+                for _, s, key in keys if key not in done}
+        rollouts: list[asyncio.Future[None]] = []
+        try:
+            for _, s, key in keys:
+                rec = stored.get(key)
+                if rec is None:
+                    rec = self._filter(await made[key])
+                    await self._store(rec)
+                if not rec.accepted:
+                    failures[s].append((key, Verdict(passed=False, reasons=rec.reasons, blame="task")))
+                    continue
+                rollouts += [asyncio.ensure_future(self._rollout(s, rec, k, failures))
+                             for k in range(cfg.episodes_per_task)]
+            await asyncio.gather(*rollouts)
+        finally:
+            for future in [*made.values(), *rollouts]:
+                future.cancel()
 
     def _filter(self, rec: TaskRecord) -> TaskRecord:
         if not rec.accepted or rec.task is None:

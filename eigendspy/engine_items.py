@@ -52,6 +52,7 @@ class ItemWorker:
         async def counted() -> Any:
             usage.add(role)
             async with self.semaphore:
+                self.breaker.check()  # a call queued behind the semaphore must not start once it opened
                 with track_usage() as tracker:  # covers predictions and participant turns alike
                     result = await fn()
             _record_tokens(tracker.get_total_tokens(), role, usage)

@@ -49,6 +49,14 @@ class CircuitBreaker:
     def success(self) -> None:
         self.consecutive = 0
 
+    def check(self) -> None:
+        """Refuse new calls once open (calls already in flight finish on their own)."""
+        if self.consecutive >= self.threshold:
+            raise LMUnavailableError(
+                f"{self.consecutive} LM calls in a row failed (last: {self.last_reason}); check the model id, API "
+                "key and endpoint — stopping instead of rejecting every remaining item"
+            )
+
     def failure(self, reason: str) -> None:
         self.consecutive += 1
         self.last_reason = reason
@@ -77,6 +85,8 @@ async def call_with_retries(
     rng = rng or random.Random()
     reason = "no attempt made"
     for attempt in range(attempts):
+        if breaker is not None:
+            breaker.check()
         try:
             result = await fn()
         except (LMUnavailableError, asyncio.CancelledError):

@@ -113,3 +113,10 @@ def test_synthesized_data_exports_and_trains_two_sft_steps(tmp_path, tau2_dir, t
                          train_dataset=agent, processing_class=tokenizer)
     out = trainer.train()
     assert out.global_step == 2 and out.training_loss == out.training_loss  # finite, not NaN
+
+
+def test_pipelined_and_wave_schedules_accept_the_same_set(tmp_path):
+    pipelined, _ = run_engine(tmp_path, big_mock(), CONFIG, name="pipelined")
+    waves, _ = run_engine(tmp_path, big_mock(), CONFIG.model_copy(update={"schedule": "waves"}), name="waves")
+    assert pipelined.accepted_dialogues >= 4
+    assert accepted_set(pipelined.run_dir) == accepted_set(waves.run_dir)
