@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
     for mode, m in result["modes"].items():
         print(f"  {mode:10s} {m['ms_per_trajectory']:8.2f} ms/trajectory (cpu {m['cpu_ms_per_trajectory']:.2f})")
     print(f"  speedup vs full-hash (measured here): {result['speedup_vs_full_hash']:.1f}x")
-    print(f"  speedup vs tau2 evaluator ({TAU2_REPORTED_MS:.0f} ms, reported): {result['speedup_vs_tau2_reported']:.0f}x")
+    print(f"  speedup vs tau2 evaluator ({TAU2_REPORTED_MS:.0f} ms, reported): "
+          f"{result['speedup_vs_tau2_reported']:.0f}x")
     print(f"  rewards identical across modes: {result['rewards_identical_between_modes']}; "
           f"agree with tau2 oracle: {result['oracle_agreement']}; meets target: {result['meets_target']}")
     if args.json:

@@ -26,7 +26,8 @@ from eigendspy.optimizers.metrics import (
 from eigendspy.optimizers.report import EvolveReport, load_compiled, save_compiled
 
 __all__ = [
-    "AssistantEpisode", "EngineProgram", "EvolveReport", "per_role_metric", "TaskGeneration", "UserEpisode", "as_bool_metric", "assistant_metric",
-    "evaluate_program", "evolve", "load_compiled", "planted_trajectory_items", "save_compiled",
-    "task_generator_metric", "user_simulator_metric", "validate_metric", "validator_calibration_metric",
+    "AssistantEpisode", "EngineProgram", "EvolveReport", "TaskGeneration", "UserEpisode", "as_bool_metric",
+    "assistant_metric", "evaluate_program", "evolve", "load_compiled", "per_role_metric", "planted_trajectory_items",
+    "save_compiled", "task_generator_metric", "user_simulator_metric", "validate_metric",
+    "validator_calibration_metric",
 ]

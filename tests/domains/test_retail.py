@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from eigendspy.domains.retail import generate_db, load_domain
 from eigendspy.domains.calculator import CalculationError, evaluate
+from eigendspy.domains.retail import generate_db, load_domain
 from eigendspy.domains.retail.db import RetailDB
 from eigendspy.environment import Environment
 from eigendspy.trajectory import ToolCall
