@@ -10,8 +10,13 @@ the embedded offline model.
 default = "openai/gpt-4o-mini"
 [lm.roles]
 user = "local"
-assistant = { model = "hosted_vllm/Qwen/Qwen2.5-7B-Instruct", api_base = "http://localhost:8000/v1" }
+assistant = { model = "vllm-server/Qwen/Qwen2.5-7B-Instruct", api_base = "http://localhost:8000/v1" }
 ```
+
+``vllm-server/<model>`` is a vLLM (or any OpenAI-compatible) server with **native tool calls**:
+DSPy 3.4.1 treats ``hosted_vllm/`` as having no function calling and refuses to re-register the
+``hosted_vllm``/``vllm`` providers, so eigendspy registers its own provider id with the vLLM wire
+compatibility and ``function_calling=True`` (see `vllm_lm`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any
 import dspy
 from pydantic import BaseModel, ConfigDict, Field
 
+VLLM_PREFIX = "vllm-server/"
+VLLM_PROVIDER = "eigendspy_vllm"
 ROLES = ("planner", "generator", "task_validator", "user", "assistant", "trajectory_validator", "reflector")
 LOCAL = "local"
 
@@ -85,6 +92,18 @@ class RoleLMConfig(BaseModel):
         return {role: self.spec_for(role).model for role in ROLES}
 
 
+def vllm_lm(model: str, api_base: str, **kwargs: Any) -> dspy.LM:
+    """A ``dspy.LM`` for a vLLM server that uses native function calling (registers the provider once)."""
+    from dspy.lm15 import AccessPolicy, ModelSupport, ProviderDefinition, register_provider
+
+    # The provider is declared once with the vLLM preset's default address; each LM's own api_base
+    # (honoured by DSPy's native route) points it at the real server.
+    definition = ProviderDefinition.chat(
+        AccessPolicy(provider=VLLM_PROVIDER, env_keys=(), base_url="http://localhost:8000/v1"), compat="vllm")
+    registered = register_provider(definition, supports=ModelSupport(function_calling=True))
+    return dspy.LM(f"{registered.id}/{model}", api_base=api_base, **kwargs)
+
+
 def build_role_lms(config: RoleLMConfig, local_factory: Callable[[], dspy.LM] | None = None) -> dict[str, dspy.LM]:
     """One ``dspy.LM`` per role; identical specs share one LM object (and one local model)."""
     built: dict[str, dspy.LM] = {}
@@ -99,6 +118,11 @@ def build_role_lms(config: RoleLMConfig, local_factory: Callable[[], dspy.LM] | 
 
                     local_factory = local_lm
                 built[key] = local_factory()
+            elif spec.model.startswith(VLLM_PREFIX):
+                if not spec.api_base:
+                    raise ValueError(f"role {role!r}: a {VLLM_PREFIX}<model> LM needs api_base")
+                kwargs = {k: v for k, v in spec.kwargs().items() if k != "api_base"}
+                built[key] = vllm_lm(spec.model[len(VLLM_PREFIX):], spec.api_base, cache=spec.cache, **kwargs)
             else:
                 built[key] = dspy.LM(spec.model, cache=spec.cache, **spec.kwargs())
         out[role] = built[key]

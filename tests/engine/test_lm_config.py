@@ -35,3 +35,14 @@ def test_bad_config_is_a_clear_error(tmp_path):
 
 def test_no_config_means_local_everywhere():
     assert set(RoleLMConfig().ids().values()) == {"local"}
+
+
+def test_vllm_server_lm_declares_native_tool_calls():
+    cfg = RoleLMConfig.from_mapping({"default": "openai/gpt-4o-mini", "roles": {
+        "assistant": {"model": "vllm-server/Qwen/Qwen2.5-7B-Instruct", "api_base": "http://127.0.0.1:9/v1"}}})
+    lms = build_role_lms(cfg, local_factory=lambda: None)
+    assistant = lms["assistant"]
+    assert assistant.model.endswith("/Qwen/Qwen2.5-7B-Instruct") and assistant.model.startswith("eigendspy")
+    assert assistant.supports_function_calling is True
+    with pytest.raises(ValueError, match="needs api_base"):
+        build_role_lms(RoleLMConfig.from_mapping({"roles": {"user": "vllm-server/m"}}), local_factory=lambda: None)
