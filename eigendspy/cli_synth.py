@@ -141,8 +141,9 @@ def demo_synth(
                   "(JSON outputs grammar-constrained)")
     try:
         with dspy.context(adapter=dspy.JSONAdapter()):
-            result = asyncio.run(DataEngine(domain, Roles.from_lms({r: lm for r in ROLES}), store, cfg,
-                                            progress=counter).run())
+            roles = Roles.from_lms({r: lm for r in ROLES})
+            roles.generator.constrain_tools = True  # tool names as a grammar enum for the small model
+            result = asyncio.run(DataEngine(domain, roles, store, cfg, progress=counter).run())
     finally:
         store.close()
     console.print(counter.table())

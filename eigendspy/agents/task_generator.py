@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import dspy
+import pydantic
 
 from eigendspy.agents.synthesis_inputs import all_tool_names, render_feedback, tool_summary
 from eigendspy.plans import PlanPair
-from eigendspy.signatures.task_generator import GenerateTask, TaskDraft
+from eigendspy.signatures.task_generator import ActionDraft, GenerateTask, TaskDraft
 from eigendspy.task import (
     DEFAULT_REWARD_BASIS,
     Action,
@@ -109,8 +110,9 @@ class TaskGenerator(dspy.Module):
         ```
     """
 
-    def __init__(self, lm: dspy.LM | None = None) -> None:
+    def __init__(self, lm: dspy.LM | None = None, constrain_tools: bool = False) -> None:
         super().__init__()
+        self.constrain_tools = constrain_tools
         self.generate = dspy.Predict(GenerateTask)
         if lm is not None:
             self.generate.set_lm(lm)
@@ -136,6 +138,20 @@ class TaskGenerator(dspy.Module):
                              plan=plan if isinstance(plan, PlanPair) else None)
         return dspy.Prediction(task=task, draft=draft)
 
+    def _predictor(self, tool_names: Sequence[str]) -> dspy.Predict:
+        """With ``constrain_tools``, the predictor's ``task`` output is typed for this domain: action
+        names are an enum of the allowed tools, so a grammar-constrained decoder (the embedded model)
+        cannot invent one. Off by default: a capable LM gets a repairable reason instead of a parse
+        error. A copy of ``self.generate`` keeps the evolved instructions, demos and LM."""
+        names = tuple(sorted(set(tool_names)))
+        if not self.constrain_tools or not names:
+            return self.generate
+        action = pydantic.create_model("ActionDraft", __base__=ActionDraft, name=(Literal[names], ...))
+        draft = pydantic.create_model("TaskDraft", __base__=TaskDraft, actions=(list[action], ...))
+        predictor = self.generate.deepcopy()
+        predictor.signature = self.generate.signature.with_updated_fields("task", type_=draft)
+        return predictor
+
     def forward(
         self,
         domain: Domain,
@@ -146,7 +162,8 @@ class TaskGenerator(dspy.Module):
         allowed_tools: Sequence[str] | None = None,
     ) -> dspy.Prediction:
         """Returns ``Prediction(task: Task, draft: TaskDraft)``; raises `DraftError`."""
-        raw = self.generate(**self._inputs(domain, plan, entities, feedback, allowed_tools))
+        inputs = self._inputs(domain, plan, entities, feedback, allowed_tools)
+        raw = self._predictor(inputs["allowed_tools"])(**inputs)
         return self._result(raw, domain, plan, task_id, allowed_tools)
 
     async def aforward(
@@ -158,5 +175,6 @@ class TaskGenerator(dspy.Module):
         feedback: str | Sequence[str] = "",
         allowed_tools: Sequence[str] | None = None,
     ) -> dspy.Prediction:
-        raw = await self.generate.acall(**self._inputs(domain, plan, entities, feedback, allowed_tools))
+        inputs = self._inputs(domain, plan, entities, feedback, allowed_tools)
+        raw = await self._predictor(inputs["allowed_tools"]).acall(**inputs)
         return self._result(raw, domain, plan, task_id, allowed_tools)

@@ -96,3 +96,15 @@ def test_aforward_and_explicit_reward_basis(mock):
     pred = asyncio.run(TaskGenerator(lm=lm).acall(domain=mock, plan=PLAN, entities="", task_id="a"))
     assert pred.task.reward_basis == [RewardType.DB, RewardType.ACTION]
     assert pred.draft.actions[0].name == "update_task_status"
+
+
+def test_constrained_tool_names_become_an_enum_in_the_output_schema(tau2_dir):
+    from eigendspy.agents.task_generator import TaskGenerator
+    from eigendspy.domains import get_domain
+
+    domain = get_domain("mock", data_dir=tau2_dir / "mock")
+    gen = TaskGenerator(constrain_tools=True)
+    schema = gen._predictor(["update_task_status", "get_users"]).signature.output_fields["task"].annotation
+    action_schema = schema.model_json_schema()["$defs"]["ActionDraft"]["properties"]["name"]
+    assert set(action_schema["enum"]) == {"update_task_status", "get_users"}
+    assert TaskGenerator()._predictor(["x"]) is not None and domain.name == "mock"
