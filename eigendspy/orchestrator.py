@@ -15,6 +15,8 @@ its own seed derived from (base seed, task id, trial), so reruns are reproducibl
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import hashlib
 import logging
 import time
@@ -224,12 +226,13 @@ def _next_speaker(messages: Sequence[Message]) -> str:
 
 
 def run_sync(coro: Any) -> Any:
-    """Run a coroutine from sync code or from a notebook that already has a running loop."""
+    """Run a coroutine from sync code, also where a loop is already running (Jupyter, or an optimizer
+    calling ``forward`` from inside one): then in a worker thread, with the caller's context copied so
+    DSPy's settings (trace, LM) stay visible to the coroutine."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
-    import concurrent.futures
-
+    ctx = contextvars.copy_context()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(ctx.run, asyncio.run, coro).result()

@@ -17,9 +17,6 @@ in parallel threads, so nothing here is stateful across calls.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextvars
 import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,7 +30,7 @@ from eigendspy.agents.user_simulator import UserSimulator
 from eigendspy.checkers import Checker
 from eigendspy.environment import Environment
 from eigendspy.oracle import OracleAssistant, OracleUser, build_trajectory
-from eigendspy.orchestrator import Episode, EpisodeConfig, Orchestrator
+from eigendspy.orchestrator import Episode, EpisodeConfig, Orchestrator, run_sync
 from eigendspy.participants import Participant
 from eigendspy.task import Task
 from eigendspy.task_checks import execution_check
@@ -119,22 +116,6 @@ def verdict(passed: bool, reasons: Sequence[str], *, subject: str, pred_name: st
 # --- programs under test ----------------------------------------------------------------------------------
 
 
-def run_coroutine(coro: Any) -> Any:
-    """Run a coroutine from sync code, keeping DSPy's context (trace, LM) visible inside it.
-
-    GEPA and MIPROv2 call ``forward`` synchronously and record predictor calls in
-    ``dspy.settings.trace``; the episode's async predictor calls must see that same context, also
-    when a loop is already running (Jupyter), where the coroutine runs in a worker thread.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    ctx = contextvars.copy_context()
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(ctx.run, asyncio.run, coro).result()
-
-
 class _Frozen:
     """Holds what a program uses but must neither optimize nor deep-copy (domain, partner, limits)."""
 
@@ -149,7 +130,7 @@ def _episode(frozen: _Frozen, assistant: Participant, user: Participant, task: T
     domain = frozen.domain
     orchestrator = Orchestrator(domain, assistant, user, config=frozen.config,
                                 checker_factory=lambda t: Checker(domain, t, exclude_nl=True))
-    episode: Episode = run_coroutine(orchestrator.run(task))
+    episode: Episode = run_sync(orchestrator.run(task))
     return dspy.Prediction(episode=episode, check=episode.check)
 
 

@@ -23,12 +23,9 @@ reflector reads verifier failures, not just who failed).
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import dspy
 from pydantic import BaseModel, Field
@@ -37,6 +34,7 @@ from eigendspy.agents.reflector import Reflector
 from eigendspy.diversity import DiversityReport, mean_pairwise_jaccard
 from eigendspy.domain import Domain
 from eigendspy.engine import DataEngine, EngineConfig, Roles
+from eigendspy.orchestrator import run_sync
 from eigendspy.plans import PlanPair
 from eigendspy.records import DialogueRecord, TaskRecord, Verdict
 from eigendspy.store import RunManifest, RunStore, atomic_write_text
@@ -311,16 +309,6 @@ def plan_evolution_report(run_dir: str | Path, *, ablate_reasons: bool = False,
                                ablate_reasons=ablate_reasons, reflector_instructions=reflector_instructions,
                                per_round=per_round, per_stream=per_stream, lineage=_lineage(plans),
                                diversity=diversity)
-
-
-def run_sync(coro: Coroutine[Any, Any, Any]) -> Any:
-    """Run a coroutine to completion, also from inside a running loop (Jupyter): then in a worker thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def evolve_plans(domain: Domain, roles: Roles, config: EngineConfig, out_dir: str | Path, rounds: int = 3, *,

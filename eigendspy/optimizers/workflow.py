@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from eigendspy.domain import Domain
 from eigendspy.engine import DataEngine, EngineConfig, Roles
-from eigendspy.optimizers.plan_evolution import run_sync
+from eigendspy.orchestrator import run_sync
 from eigendspy.store import RunManifest, RunStore, RunSummary
 
 __all__ = ["FailureStats", "FloatBounds", "IntBounds", "RunYield", "WorkflowBounds", "WorkflowChange",
