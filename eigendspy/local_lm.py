@@ -40,14 +40,13 @@ import dspy
 from dspy.clients.engines.base import validate_request
 from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_events
 
+from eigendspy.local_grammar import _BONUS, _CLOSERS, _compile_schema, _GrammarProcessor, _new_compiler  # noqa: F401
 from eigendspy.local_prompt import chat_messages, fit_prompt, response_schema
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["AsyncLocalEngine", "Generation", "LocalEngine", "chat_messages", "local_lm", "response_schema"]
 
-_CLOSERS = '"]}0'  # closing-mode preference, best first: end a string, an array, an object, a number
-_BONUS = 1e6  # dwarfs any logit, so closing mode is greedy over the preferred tokens whatever the temperature
 _LOADED: dict[str, LocalEngine] = {}  # engines rebuilt by load_state, so an LM's two engine records share weights
 _LOADED_LOCK = threading.Lock()
 
@@ -69,38 +68,6 @@ class Generation:
     prompt_truncated: bool
     constrained: bool
     call_index: int
-
-
-class _GrammarProcessor:
-    """Masks logits to the grammar (one sequence) and switches to closing mode past the budget.
-
-    Like xgrammar's ``xgr.contrib.hf.LogitsProcessor`` but single-use per generate call with the
-    matcher kept reachable, so the engine can tell whether the JSON was finished.
-    """
-
-    def __init__(self, compiled: Any, prompt_len: int, budget: int, bonus: Any) -> None:
-        import xgrammar as xgr
-
-        self.xgr = xgr
-        self.matcher = xgr.GrammarMatcher(compiled)
-        self.bitmask = xgr.allocate_token_bitmask(1, compiled.tokenizer_info.vocab_size)
-        self.prompt_len, self.budget, self.bonus = prompt_len, budget, bonus
-        self.closing = False
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        produced = input_ids.shape[1] - self.prompt_len
-        if produced > 0 and not self.matcher.is_terminated():
-            token = int(input_ids[0, -1])
-            if not self.matcher.accept_token(token):
-                raise RuntimeError(f"grammar rejected token {token}; the vocabulary and tokenizer info disagree")
-        if self.matcher.is_terminated():
-            return scores
-        self.matcher.fill_next_token_bitmask(self.bitmask)
-        self.xgr.apply_token_bitmask_inplace(scores, self.bitmask)
-        if produced >= self.budget:
-            self.closing = True
-            scores = scores + self.bonus[: scores.shape[-1]]
-        return scores
 
 
 class LocalEngine:
@@ -202,23 +169,9 @@ class LocalEngine:
     # --- grammar ------------------------------------------------------------------------------------------
 
     def _grammar(self, schema: dict[str, Any], strict: bool) -> Any:
-        import torch
-        import xgrammar as xgr
-
         if self._compiler is None:
-            info = xgr.TokenizerInfo.from_huggingface(
-                self.tokenizer, vocab_size=self.vocab_size, stop_token_ids=self.eos_ids
-            )
-            self._compiler = xgr.GrammarCompiler(info, max_threads=1)
-            bonus = torch.zeros(self.vocab_size)
-            for i, raw in enumerate(info.decoded_vocab):
-                text = raw.decode("utf-8", "ignore").strip()
-                if text == ",":
-                    bonus[i] = 0.5 * _BONUS
-                elif text and set(text) <= set(_CLOSERS):
-                    bonus[i] = (len(_CLOSERS) - _CLOSERS.index(text[0])) * _BONUS
-            self._bonus = bonus.to(self.device)
-        return self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False, strict_mode=strict)
+            self._compiler, self._bonus = _new_compiler(self.tokenizer, self.vocab_size, self.eos_ids, self.device)
+        return _compile_schema(self._compiler, schema, strict)
 
     # --- generation ---------------------------------------------------------------------------------------
 
