@@ -243,8 +243,7 @@ class Checker:
         reward = 1.0
         for action in self.task.gold_actions:
             match = any(action.matches(c) for c in calls)
-            kit = self.domain.toolkit if action.requestor == "assistant" else self.domain.user_toolkit
-            spec = kit.tools.get(action.name)
+            spec = self.domain.toolkit_for(action.requestor).tools.get(action.name)
             result.action_checks.append(ActionCheck(
                 action=action, action_match=match, action_reward=float(match),
                 tool_type=spec.kind.value if spec else None,

@@ -197,8 +197,16 @@ class Domain:
         raise KeyError(f"domain {self.name!r} has no task {task_id!r}")
 
     # -- tools for models ------------------------------------------------------------
+    def toolkit_for(self, side: str) -> Toolkit:
+        """The agent's toolkit for ``"assistant"``, the user's device toolkit for ``"user"``."""
+        return self.toolkit if side == "assistant" else self.user_toolkit
+
+    def mutates_state(self, name: str, side: str = "assistant") -> bool:
+        """Whether a call of ``name`` from ``side`` is a state-changing (write) tool call."""
+        return self.toolkit_for(side).mutates_state(name)
+
     def tool_schemas(self, side: str = "assistant") -> list[dict[str, Any]]:
-        return (self.toolkit if side == "assistant" else self.user_toolkit).openai_schemas()
+        return self.toolkit_for(side).openai_schemas()
 
     def dspy_tools(self, env: Environment, side: str = "assistant") -> list[dspy.Tool]:
         """The domain's tools as ``dspy.Tool`` objects bound to one environment.
@@ -210,7 +218,7 @@ class Domain:
 
         from eigendspy.trajectory import ToolCall
 
-        kit = self.toolkit if side == "assistant" else self.user_toolkit
+        kit = self.toolkit_for(side)
         out = []
         for spec in kit:
             schema = spec.parameters_schema

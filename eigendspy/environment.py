@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -180,7 +180,7 @@ class Environment:
 
     # -- tools -------------------------------------------------------------------------
     def toolkit(self, side: str) -> Toolkit:
-        return self.domain.toolkit if side == "assistant" else self.domain.user_toolkit
+        return self.domain.toolkit_for(side)
 
     def state_of(self, side: str) -> DBState | None:
         return self.agent_state if side == "assistant" else self.user_state
@@ -220,27 +220,30 @@ class Environment:
         unexpected = [k for k in args if k in spec.injected or k == spec.db_param]
         if unexpected:
             raise TypeError(f"{spec.name}() got an unexpected keyword argument '{unexpected[0]}'")
+        return self._call(spec, state, args, render=to_tool_content)
+
+    def _call(self, spec: ToolSpec | EnvFunction, state: DBState, kwargs: dict[str, Any],
+              render: Callable[[Any], Any] = lambda result: result) -> Any:
+        """Run a tool or env function in its own transaction: committed only if the function and the
+        rendering of its result succeed; a read-only function under the guard must change nothing."""
         writes = spec.mutates_state if isinstance(spec, ToolSpec) else spec.writes
         guarded = not writes and self.guard_reads
         txn = Transaction(state) if writes or guarded else None
-        kwargs = dict(args)
         if "ids" in spec.injected:
-            kwargs["ids"] = self.ids
-        result = spec.fn(DBView(state, txn), **kwargs)
-        content = to_tool_content(result)
+            kwargs = {**kwargs, "ids": self.ids}
+        out = render(spec.fn(DBView(state, txn), **kwargs))
         if guarded:
             if txn.changes_anything():
                 raise RuntimeError(f"read-only tool '{spec.name}' tried to change state; the change was discarded")
         elif txn is not None:
             txn.commit()
-        return content
+        return out
 
     def make_tool_call(self, name: str, requestor: str = "assistant", **arguments: Any) -> Message:
         """Execute a call without syncing afterwards (how tau2 replays gold actions)."""
         return self.execute(ToolCall(name=name, arguments=arguments, requestor=requestor), sync=False)
 
-    def run_function(self, call: EnvFunctionCall) -> Any:
-        """Run an initialization action or assertion function. Raises on failure (task bug)."""
+    def _function(self, call: EnvFunctionCall) -> tuple[ToolSpec | EnvFunction, DBState]:
         kit = self.toolkit(call.env_type)
         spec: ToolSpec | EnvFunction | None = kit.functions.get(call.func_name) or kit.tools.get(call.func_name)
         if spec is None:
@@ -248,24 +251,18 @@ class Environment:
         state = self.state_of(call.env_type)
         if state is None:
             raise ValueError(f"domain {self.domain.name!r} has no {call.env_type} DB")
-        writes = spec.mutates_state if isinstance(spec, ToolSpec) else spec.writes
-        txn = Transaction(state) if writes else None
-        kwargs = dict(call.arguments)
-        if "ids" in spec.injected:
-            kwargs["ids"] = self.ids
-        result = spec.fn(DBView(state, txn), **kwargs)
-        if txn is not None:
-            txn.commit()
+        return spec, state
+
+    def run_function(self, call: EnvFunctionCall) -> Any:
+        """Run an initialization action or assertion function. Raises on failure (task bug)."""
+        result = self._call(*self._function(call), dict(call.arguments))
         self.sync()
         return result
 
     def evaluate_function(self, call: EnvFunctionCall) -> Any:
         """Call an assertion function on a read-only view (no writes, no sync). Raises on failure."""
-        kit = self.toolkit(call.env_type)
-        spec = kit.functions.get(call.func_name) or kit.tools.get(call.func_name)
-        if spec is None:
-            raise ValueError(f"{call.env_type} side has no function {call.func_name!r}")
-        return spec.fn(self.view(call.env_type), **call.arguments)
+        spec, state = self._function(call)
+        return spec.fn(DBView(state), **call.arguments)
 
     def replay(self, messages: list[Message], *, writes_only: bool = True) -> None:
         """Re-execute the (state-changing) tool calls found in a list of messages."""

@@ -44,8 +44,7 @@ def write_signature(task: Task, domain: Domain) -> set[tuple[str, str]]:
     """(write tool, entity id) pairs: what the task changes, and where."""
     out: set[tuple[str, str]] = set()
     for action in task.gold_actions:
-        kit = domain.toolkit if action.requestor == "assistant" else domain.user_toolkit
-        if not kit.mutates_state(action.name):
+        if not domain.mutates_state(action.name, action.requestor):
             continue
         for key, value in action.arguments.items():
             if key.endswith(_ID_KEYS):

@@ -122,8 +122,7 @@ def verify_checker(domain: Domain, task: Task, checker: Checker | None = None) -
     checker = checker or Checker(domain, task, exclude_nl=True)
 
     def is_write(action: Action) -> bool:
-        kit = domain.toolkit if action.requestor == "assistant" else domain.user_toolkit
-        return kit.mutates_state(action.name)
+        return domain.mutates_state(action.name, action.requestor)
 
     def score(actions: list[Action], final_text: str | None = None) -> Any:
         env = Environment.for_task(domain, task, tau2_compat=checker.tau2_compat)
