@@ -19,13 +19,10 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import json
 import logging
 import os
-import platform
 import re
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -35,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from eigendspy.files import _eigendspy_version, _fsync_dir, atomic_write_text, package_versions  # noqa: F401 (re-export)
 from eigendspy.records import DialogueRecord, TaskRecord
 from eigendspy.store_summary import KindSummary, PlanYield, ReasonCount, RunSummary, summarize  # noqa: F401 (re-export)
 
@@ -50,7 +48,6 @@ Record = TaskRecord | DialogueRecord
 KINDS: tuple[RecordKind, ...] = ("task", "dialogue")
 _MODELS: dict[str, type[TaskRecord] | type[DialogueRecord]] = {"task": TaskRecord, "dialogue": DialogueRecord}
 _STEMS = {"task": "tasks", "dialogue": "dialogues"}
-_VERSIONED = ("dspy", "pydantic", "datasets", "litellm", "trl", "transformers", "torch", "peft")
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 DEFAULT_MAX_SHARD_BYTES = 64 * 1024 * 1024
@@ -58,59 +55,6 @@ DEFAULT_MAX_SHARD_BYTES = 64 * 1024 * 1024
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _eigendspy_version() -> str:
-    # Read lazily from the imported package (not at import time: eigendspy/__init__ may import this module).
-    version = getattr(sys.modules.get("eigendspy"), "__version__", None)
-    if version:
-        return str(version)
-    try:
-        return importlib.metadata.version("eigendspy")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages that shape a run, from installed metadata.
-
-    Uses ``importlib.metadata`` so recording torch's version never imports torch (seconds, GBs).
-    Packages that are not installed are left out.
-    """
-    versions = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so a reader (or a crash) sees the old file or the new one, never half.
-
-    Writes a temporary file in the same directory, fsyncs it, ``os.replace``s it over the target
-    (atomic on POSIX) and fsyncs the directory so the rename itself survives a power loss.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class RunManifest(BaseModel):
@@ -287,10 +231,16 @@ class RunStore:
         return await asyncio.to_thread(self.append, record)
 
     def done_keys(self, kind: RecordKind) -> set[str]:
-        """Work keys of all stored records of ``kind`` (a copy): what a resumed run must skip."""
+        """Work keys of all stored records of ``kind`` (a copy): what a resumed run must skip; see ``has_key``."""
         _check_kind(kind)
         with self._lock:
             return set(self._keys[kind])
+
+    def has_key(self, kind: RecordKind, work_key: str) -> bool:
+        """Whether a record of ``kind`` with ``work_key`` is stored: ``done_keys`` without copying the set."""
+        _check_kind(kind)
+        with self._lock:
+            return work_key in self._keys[kind]
 
     def iter_records(self, kind: RecordKind, accepted: bool | None = None) -> Iterator[Record]:
         """Parse stored records of ``kind`` in write order, optionally only accepted (True) or rejected (False).

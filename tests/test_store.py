@@ -80,6 +80,20 @@ def test_idempotent_by_work_key_in_process_and_after_reopen(tmp_path: Path) -> N
     assert len(_lines(root / "tasks.jsonl")) == 2
 
 
+def test_has_key_per_kind_and_after_reopen(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    with RunStore.create(root, _manifest()) as store:
+        assert not store.has_key("task", "task-1")
+        store.append(make_task(1))
+        store.append(make_dialogue(1))
+        assert store.has_key("task", "task-1") and store.has_key("dialogue", "dlg-1")
+        assert not store.has_key("dialogue", "task-1") and not store.has_key("task", "task-2")  # keys are per kind
+        with pytest.raises(ValueError, match="unknown record kind"):
+            store.has_key("episode", "task-1")  # type: ignore[arg-type]
+    with RunStore.open(root, read_only=True) as store:
+        assert store.has_key("task", "task-1") and not store.has_key("task", "task-2")
+
+
 def test_aappend_is_idempotent_too(tmp_path: Path) -> None:
     async def go(store: RunStore) -> list[bool]:
         return list(await asyncio.gather(*(store.aappend(make_dialogue(i % 5)) for i in range(20))))
