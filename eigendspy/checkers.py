@@ -38,12 +38,11 @@ from eigendspy.reward import (
 )
 from eigendspy.state import describe_differences
 from eigendspy.task import RewardType, Task
-from eigendspy.trajectory import Message, TerminationReason, ToolCall
+from eigendspy.trajectory import STOP_REASONS, Message, TerminationReason, ToolCall
 
 if TYPE_CHECKING:
     from eigendspy.domain import Domain
 
-STOP_REASONS = (TerminationReason.USER_STOP, TerminationReason.AGENT_STOP)
 _ENV_BASIS = (RewardType.DB, RewardType.ENV_ASSERTION)
 
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SUCCESS_TOLERANCE = 1e-6
-"""tau2 treats a reward as success when it is within this distance of 1 (rewards are float products)."""
+from eigendspy.reward import SUCCESS_TOLERANCE, is_success
 
 INFRA_TERMINATION_REASON = "infrastructure_error"
 
@@ -65,7 +64,7 @@ class TrialOutcome(BaseModel):
         """tau2's success criterion: reward within 1e-6 of 1 (infra errors never succeed)."""
         if self.is_infra_error or self.reward is None:
             return False
-        return abs(self.reward - 1.0) <= SUCCESS_TOLERANCE
+        return is_success(self.reward)
 
 
 def pass_hat_k(num_trials: int, num_successes: int, k: int) -> float:

@@ -12,10 +12,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from eigendspy.task import Action, EnvAssertion, RewardType, StatePredicate
-from eigendspy.trajectory import TerminationReason
+from eigendspy.trajectory import STOP_REASONS, TerminationReason
 
 SUCCESS_TOLERANCE = 1e-6
-_STOPS = (TerminationReason.USER_STOP, TerminationReason.AGENT_STOP)
+
+
+def is_success(reward: float) -> bool:
+    """tau2's success rule: |reward - 1| <= 1e-6 (rewards are float products)."""
+    return abs(reward - 1.0) <= SUCCESS_TOLERANCE
 
 
 class DBCheck(BaseModel):
@@ -86,7 +90,7 @@ class CheckResult(BaseModel):
     @property
     def success(self) -> bool:
         """tau2's success rule: |reward - 1| <= 1e-6."""
-        return abs(self.reward - 1.0) <= SUCCESS_TOLERANCE
+        return is_success(self.reward)
 
     @property
     def passed(self) -> bool:
@@ -107,7 +111,7 @@ class CheckResult(BaseModel):
     def _tau2_info(self) -> dict[str, Any]:
         """tau2's ``info``: one ``{"note": ...}`` (or null) per component, or a single note when the
         episode ended prematurely."""
-        if "note" in self.notes and self.termination_reason not in (None, *_STOPS):
+        if "note" in self.notes and self.termination_reason not in (None, *STOP_REASONS):
             return {"note": self.notes["note"]}
         return {key: ({"note": self.notes[key]} if key in self.notes else None)
                 for key in ("env", "nl", "communicate", "action")}

@@ -28,6 +28,10 @@ class TerminationReason(str, Enum):
     INFRASTRUCTURE_ERROR = "infrastructure_error"
 
 
+STOP_REASONS = (TerminationReason.USER_STOP, TerminationReason.AGENT_STOP)
+"""The only endings that can earn reward."""
+
+
 class ToolCall(BaseModel):
     """A tool call. ``arguments`` is normally a dict; a model's malformed JSON stays a string
     so the environment can answer it with an error message instead of the caller crashing."""

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from eigendspy.checkers import Checker
 from eigendspy.environment import Environment
 from eigendspy.oracle import build_trajectory
+from eigendspy.reward import is_success
 from eigendspy.task import Action, Task
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class MutantOutcome(BaseModel):
 
     @property
     def survived(self) -> bool:
-        return self.reward >= 1.0 - 1e-6
+        return is_success(self.reward)
 
 
 class NullOutcome(BaseModel):
@@ -44,7 +45,7 @@ class NullOutcome(BaseModel):
 
     @property
     def passed(self) -> bool:
-        return self.reward >= 1.0 - 1e-6
+        return is_success(self.reward)
 
 
 class VerificationReport(BaseModel):
@@ -58,7 +59,7 @@ class VerificationReport(BaseModel):
 
     @property
     def gold_passes(self) -> bool:
-        return self.gold_reward >= 1.0 - 1e-6
+        return is_success(self.gold_reward)
 
     @property
     def surviving_mutants(self) -> list[MutantOutcome]:
