@@ -19,14 +19,8 @@ import dspy
 from eigendspy.agents import Assistant, UserSimulator
 from eigendspy.agents.task_generator import DraftError, TaskGenerator
 from eigendspy.domain import Domain
-from eigendspy.optimizers.metrics import (
-    EPISODE_CONFIG,
-    Metric,
-    _episode,
-    _Frozen,
-    assistant_metric,
-    user_simulator_metric,
-)
+from eigendspy.optimizers.metrics import Metric, assistant_metric, user_simulator_metric
+from eigendspy.optimizers.programs import EPISODE_CONFIG, _episode, _Frozen
 from eigendspy.orchestrator import EpisodeConfig
 from eigendspy.task_checks import execution_check
 
