@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from eigendspy.domain import Domain
 from eigendspy.engine import DataEngine, EngineConfig, Roles
+from eigendspy.optimizers.run_yield import RunYield, effect_of
 from eigendspy.orchestrator import run_sync
 from eigendspy.store import RunManifest, RunStore, RunSummary
 
@@ -266,51 +267,6 @@ def record_changes(store: RunStore, changes: list[WorkflowChange], effect: dict[
                         "status": status if change.applied or status == "proposed" else "record-only",
                         "applied_together": knobs, "effect": effect, "recorded_at": at})
     store.write_manifest()
-
-
-class RunYield(BaseModel):
-    """The yields a workflow change is judged by."""
-
-    run_id: str
-    run_dir: Path
-    tasks: int
-    tasks_accepted: int
-    dialogues: int
-    dialogues_accepted: int
-    lm_calls: int
-
-    @property
-    def task_yield(self) -> float:
-        return self.tasks_accepted / self.tasks if self.tasks else 0.0
-
-    @property
-    def dialogue_yield(self) -> float:
-        return self.dialogues_accepted / self.dialogues if self.dialogues else 0.0
-
-    @property
-    def dialogues_per_task(self) -> float:
-        """Accepted dialogues per task attempted: the data one unit of synthesis effort buys."""
-        return self.dialogues_accepted / self.tasks if self.tasks else 0.0
-
-    def metrics(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "task_yield": round(self.task_yield, 4),
-                "dialogue_yield": round(self.dialogue_yield, 4),
-                "dialogues_per_task": round(self.dialogues_per_task, 4), "accepted_dialogues": self.dialogues_accepted,
-                "lm_calls": self.lm_calls}
-
-    @classmethod
-    def of(cls, store: RunStore, summary: RunSummary) -> RunYield:
-        task, dialogue = summary.kinds.get("task"), summary.kinds.get("dialogue")
-        return cls(run_id=summary.run_id, run_dir=store.root, tasks=task.total if task else 0,
-                   tasks_accepted=task.accepted if task else 0, dialogues=dialogue.total if dialogue else 0,
-                   dialogues_accepted=dialogue.accepted if dialogue else 0, lm_calls=sum(summary.usage.calls.values()))
-
-
-def effect_of(before: RunYield, after: RunYield) -> dict[str, Any]:
-    """The measured effect of a batch of changes: both runs' yields and their difference."""
-    b, a = before.metrics(), after.metrics()
-    return {"before": b, "after": a, "delta": {k: round(a[k] - b[k], 4) for k in
-                                               ("task_yield", "dialogue_yield", "dialogues_per_task", "lm_calls")}}
 
 
 class WorkflowStep(BaseModel):
