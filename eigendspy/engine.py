@@ -239,7 +239,7 @@ class DataEngine:
         fresh = await asyncio.gather(*(self.worker.make_task(s, r, key, plans[s]) for s, key in enumerate(keys)
                                        if key not in done))
         by_key = {rec.work_key: rec for rec in fresh}
-        stored = {rec.work_key: rec for rec in self.store.iter_records("task") if rec.work_key in set(keys)}
+        stored = self._stored_tasks(done & set(keys))
         rollouts = []
         for s, key in enumerate(keys):
             rec = stored.get(key) or by_key.get(key)
@@ -261,7 +261,7 @@ class DataEngine:
         cfg = self.config
         done = self.store.done_keys("task")
         keys = [(i, s, f"s{s}/r{r}/t{i}") for i in range(cfg.tasks_per_round) for s in range(cfg.streams)]
-        stored = {rec.work_key: rec for rec in self.store.iter_records("task") if rec.work_key in done}
+        stored = self._stored_tasks(done & {key for _, _, key in keys})
         made = {key: asyncio.ensure_future(self.worker.make_task(s, r, key, plans[s]))
                 for _, s, key in keys if key not in done}
         rollouts: list[asyncio.Future[None]] = []
@@ -280,6 +280,12 @@ class DataEngine:
         finally:
             for future in [*made.values(), *rollouts]:
                 future.cancel()
+
+    def _stored_tasks(self, keys: set[str]) -> dict[str, TaskRecord]:
+        """Records of already-decided tasks (resume only: a fresh run never re-reads its shards)."""
+        if not keys:
+            return {}
+        return {rec.work_key: rec for rec in self.store.iter_records("task") if rec.work_key in keys}
 
     def _filter(self, rec: TaskRecord) -> TaskRecord:
         if not rec.accepted or rec.task is None:
