@@ -303,7 +303,7 @@ class DataEngine:
 
     async def _rollout(self, stream: int, rec: TaskRecord, trial: int, failures: Failures) -> None:
         key = f"{rec.work_key}/e{trial}"
-        if key in self.store.done_keys("dialogue"):
+        if self.store.has_key("dialogue", key):
             dialogue = self._stored_dialogue(key)
         else:
             dialogue = await self.worker.episode(rec, trial, key)
