@@ -33,39 +33,32 @@ from eigendspy.ids import IdSource
 
 
 # -- lookups (shared with env functions and the sync hook) -----------------------------------
+def _find(rows: list[Any], field: str, value: str, label: str) -> Any:
+    """The row whose ``field`` equals ``value``, else tau2's "<Label> with ID <value> not found"."""
+    for row in rows:
+        if getattr(row, field) == value:
+            return row
+    raise ToolError(f"{label} with ID {value} not found")
+
+
 def find_customer(db: TelecomDB, customer_id: str) -> Customer:
-    for customer in db.customers:
-        if customer.customer_id == customer_id:
-            return customer
-    raise ToolError(f"Customer with ID {customer_id} not found")
+    return _find(db.customers, "customer_id", customer_id, "Customer")
 
 
 def find_line(db: TelecomDB, line_id: str) -> Line:
-    for line in db.lines:
-        if line.line_id == line_id:
-            return line
-    raise ToolError(f"Line with ID {line_id} not found")
+    return _find(db.lines, "line_id", line_id, "Line")
 
 
 def find_plan(db: TelecomDB, plan_id: str) -> Plan:
-    for plan in db.plans:
-        if plan.plan_id == plan_id:
-            return plan
-    raise ToolError(f"Plan with ID {plan_id} not found")
+    return _find(db.plans, "plan_id", plan_id, "Plan")
 
 
 def find_device(db: TelecomDB, device_id: str) -> Device:
-    for device in db.devices:
-        if device.device_id == device_id:
-            return device
-    raise ToolError(f"Device with ID {device_id} not found")
+    return _find(db.devices, "device_id", device_id, "Device")
 
 
 def find_bill(db: TelecomDB, bill_id: str) -> Bill:
-    for bill in db.bills:
-        if bill.bill_id == bill_id:
-            return bill
-    raise ToolError(f"Bill with ID {bill_id} not found")
+    return _find(db.bills, "bill_id", bill_id, "Bill")
 
 
 def find_line_by_phone(db: TelecomDB, phone_number: str) -> Line | None:
