@@ -1,0 +1,46 @@
+"""Scripted policies and users for GRPO tests: rewards chosen per task, tokens through the real path."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+
+from eigendspy.participants import FunctionParticipant
+from eigendspy.rl.scripted_backend import ScriptedBackend
+
+ALWAYS_RIGHT, ALWAYS_WRONG = "create_task_1", "update_task_1"
+ALTERNATING = ("create_task_1_with_env_assertions", "update_task_with_initialization_data")
+TASK_IDS = [ALWAYS_RIGHT, ALWAYS_WRONG, *ALTERNATING]
+WRONG_CALL = '<tool_call>\n{"name": "get_users", "arguments": {}}\n</tool_call>'
+
+
+def call_text(action) -> str:  # noqa: ANN001
+    return f'<tool_call>\n{json.dumps({"name": action.name, "arguments": action.arguments})}\n</tool_call>'
+
+
+def opening_user() -> FunctionParticipant:
+    """Names its task in the opening line (so the scripted policy knows it), then stops."""
+    def user(messages, ctx):  # noqa: ANN001, ANN202
+        if not any(m.role == "user" for m in messages):
+            return f"Hello, this is about [{ctx.task.id}]."
+        return "###STOP###"
+    return FunctionParticipant(user)
+
+
+def task_script(tasks: dict) -> callable:  # noqa: ANN001
+    """First policy turn: the gold call (right) or a read-only call (wrong); then say what must be said, stop."""
+    flips = {tid: itertools.cycle([True, False]) for tid in ALTERNATING}
+
+    def script(prompt: str, _rng) -> str:  # noqa: ANN001
+        task_id = re.search(r"\[([\w]+)\]", prompt).group(1)
+        if "<tool_response>" in prompt:
+            said = " ".join(tasks[task_id].evaluation_criteria.communicate_info or [])
+            return f"All done. {said} ###STOP###"
+        right = task_id == ALWAYS_RIGHT or (task_id in flips and next(flips[task_id]))
+        return call_text(tasks[task_id].gold_actions[0]) if right else WRONG_CALL
+    return script
+
+
+def scripted_backend(tokenizer, tasks: dict) -> ScriptedBackend:  # noqa: ANN001
+    return ScriptedBackend(tokenizer, task_script(tasks))
