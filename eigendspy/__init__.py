@@ -10,18 +10,56 @@ import os
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from eigendspy.checkers import Checker  # noqa: E402
-from eigendspy.domain import Domain, ToolError, ToolKind, Toolkit, assertion, env_function, tool  # noqa: E402
-from eigendspy.domains import get_domain  # noqa: E402
-from eigendspy.environment import Environment  # noqa: E402
-from eigendspy.evaluate import EvalReport, TrialOutcome, evaluate_outcomes, pass_hat_k  # noqa: E402
-from eigendspy.lm import ScriptedLM, scripted_lm  # noqa: E402
-from eigendspy.orchestrator import Episode, EpisodeConfig, Orchestrator  # noqa: E402
-from eigendspy.participants import FunctionParticipant, Participant, Turn, TurnContext  # noqa: E402
-from eigendspy.reward import CheckResult  # noqa: E402
-from eigendspy.task import Action, EvaluationCriteria, RewardType, StatePredicate, Task, UserScenario  # noqa: E402
-from eigendspy.trajectory import Message, TerminationReason, ToolCall  # noqa: E402
-from eigendspy.verify import VerificationReport, verify_checker  # noqa: E402
+_EXPORTS = {
+    "Checker": "eigendspy.checkers",
+    "Domain": "eigendspy.domain",
+    "ToolError": "eigendspy.domain",
+    "ToolKind": "eigendspy.domain",
+    "Toolkit": "eigendspy.domain",
+    "assertion": "eigendspy.domain",
+    "env_function": "eigendspy.domain",
+    "tool": "eigendspy.domain",
+    "get_domain": "eigendspy.domains",
+    "Environment": "eigendspy.environment",
+    "EvalReport": "eigendspy.evaluate",
+    "TrialOutcome": "eigendspy.evaluate",
+    "evaluate_outcomes": "eigendspy.evaluate",
+    "pass_hat_k": "eigendspy.evaluate",
+    "ScriptedLM": "eigendspy.lm",
+    "scripted_lm": "eigendspy.lm",
+    "Episode": "eigendspy.orchestrator",
+    "EpisodeConfig": "eigendspy.orchestrator",
+    "Orchestrator": "eigendspy.orchestrator",
+    "FunctionParticipant": "eigendspy.participants",
+    "Participant": "eigendspy.participants",
+    "Turn": "eigendspy.participants",
+    "TurnContext": "eigendspy.participants",
+    "CheckResult": "eigendspy.reward",
+    "Action": "eigendspy.task",
+    "EvaluationCriteria": "eigendspy.task",
+    "RewardType": "eigendspy.task",
+    "StatePredicate": "eigendspy.task",
+    "Task": "eigendspy.task",
+    "UserScenario": "eigendspy.task",
+    "Message": "eigendspy.trajectory",
+    "TerminationReason": "eigendspy.trajectory",
+    "ToolCall": "eigendspy.trajectory",
+    "VerificationReport": "eigendspy.verify",
+    "verify_checker": "eigendspy.verify",
+}
+
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy export
+    """Import the public API on first use: importing ``eigendspy.rl`` on a bare GPU box must not pull DSPy."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'eigendspy' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

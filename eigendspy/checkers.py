@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from eigendspy.environment import Environment
-from eigendspy.nl_judge import NLJudge
 from eigendspy.reward import (
     ActionCheck,
     CheckResult,
@@ -42,6 +41,7 @@ from eigendspy.trajectory import STOP_REASONS, Message, TerminationReason, ToolC
 
 if TYPE_CHECKING:
     from eigendspy.domain import Domain
+    from eigendspy.nl_judge import NLJudge
 
 _ENV_BASIS = (RewardType.DB, RewardType.ENV_ASSERTION)
 

@@ -87,15 +87,21 @@ def build_trainer(
     *,
     user: Participant | None = None,
     backend: RolloutBackend | None = None,
+    tasks: list[Task] | None = None,
     capture: bool = False,
     **arg_overrides: Any,
 ) -> tuple[EigenGRPOTrainer, EpisodeRollout]:
-    """Assemble the trainer; ``user`` / ``backend`` override what the config names (tests, notebooks)."""
+    """Assemble the trainer; ``user`` / ``backend`` / ``tasks`` override what the config names."""
     from peft import LoraConfig
 
     from eigendspy.rl.users import build_user, load_model
 
-    domain, tasks = load_tasks(config)
+    if tasks is None:
+        domain, pool = load_tasks(config)
+    else:
+        from eigendspy.domains import get_domain
+
+        domain, pool = get_domain(config.domain, data_dir=config.data_dir), {t.id: t for t in tasks}
     if user is None:
         user = build_user(config.user, api_base=config.user_api_base, seed=config.seed)
     if backend is None and config.backend == "vllm":
@@ -108,7 +114,7 @@ def build_trainer(
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                                  target_modules=config.target_modules, task_type="CAUSAL_LM")
     rollout = EpisodeRollout(
-        domain, tasks, user, backend=backend,
+        domain, pool, user, backend=backend,
         sampling=SamplingParams(temperature=config.temperature, top_p=config.top_p,
                                 max_new_tokens=config.max_new_tokens, seed=config.seed),
         dynamic_filtering=config.dynamic_filtering, max_refill_rounds=config.max_refill_rounds,
@@ -118,7 +124,7 @@ def build_trainer(
     )
     trainer = EigenGRPOTrainer(
         model=model, reward_funcs=checker_reward, args=grpo_args(config, **arg_overrides),
-        train_dataset=task_dataset(list(tasks), config.max_steps, config.tasks_per_step),
+        train_dataset=task_dataset(list(pool), config.max_steps, config.tasks_per_step),
         processing_class=tokenizer, peft_config=peft_config, rollout_func=rollout, capture=capture,
     )
     return trainer, rollout

@@ -98,10 +98,13 @@ class HFBackend:
             await asyncio.sleep(self.batch_window_s)
             while len(batch) < self.max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
+            # Fuse requests that differ only in seed: one batch draws from one generator (seeded by its
+            # first request), so per-row seeds cannot be honoured inside a batch anyway.
             groups: dict[SamplingParams, list[_Request]] = {}
             for req in batch:
-                groups.setdefault(req.params, []).append(req)
-            for params, reqs in groups.items():
+                groups.setdefault(req.params.model_copy(update={"seed": None}), []).append(req)
+            for key, reqs in groups.items():
+                params = key.model_copy(update={"seed": reqs[0].params.seed})
                 try:
                     outs = await asyncio.to_thread(self.generate_batch, [r.prompt_ids for r in reqs], params)
                 except Exception as exc:  # noqa: BLE001 - fail the waiting episodes, keep the batcher alive
