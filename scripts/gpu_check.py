@@ -78,6 +78,9 @@ def main() -> None:
         "rollout_s": round(rollout_s, 2),
         "rollout_fraction": round(rollout_s / wall, 3),
         "generated_tokens": gen_tokens,
+        "generate_s": round(rollout.backend.stats["generate_s"], 2),
+        # rollout time not spent in model.generate: chat templating, tokenising, user, environment, checker
+        "non_generation_fraction_of_step": round((rollout_s - rollout.backend.stats["generate_s"]) / wall, 4),
         "generated_tokens_per_s": round(gen_tokens / rollout_s, 1) if rollout_s else None,
         "policy_tokens_per_s": [round(h["policy_tokens_per_s"], 1) for h in hist],
         "episodes_per_s": [round(h["episodes_per_s"], 2) for h in hist],

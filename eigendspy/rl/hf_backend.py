@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
 import torch
@@ -59,7 +60,7 @@ class HFBackend:
         self._queue: asyncio.Queue[_Request] | None = None
         self._worker: asyncio.Task | None = None
         self._lock = threading.Lock()  # one generate at a time on the shared model
-        self.stats = {"batches": 0, "requests": 0, "new_tokens": 0}
+        self.stats: dict[str, float] = {"batches": 0, "requests": 0, "new_tokens": 0, "generate_s": 0.0}
 
     # --- public API ----------------------------------------------------------------------
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> Generation:
@@ -74,7 +75,11 @@ class HFBackend:
     def generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
         """Synchronous batched generation (all prompts share ``params``)."""
         with self._lock:
-            return self._generate(prompts, params)
+            started = time.perf_counter()
+            try:
+                return self._generate(prompts, params)
+            finally:
+                self.stats["generate_s"] += time.perf_counter() - started
 
     def load_adapter(self, path: str, name: str) -> None:
         """Switch generation to the PEFT adapter saved at ``path``."""
