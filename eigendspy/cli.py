@@ -163,8 +163,10 @@ def _print_report(report) -> None:  # noqa: ANN001
 
 def _register_engine_commands() -> None:
     from eigendspy.cli_synth import register
+    from eigendspy.cli_train import train_app
 
     register(app)
+    app.add_typer(train_app, name="train")
 
 
 _register_engine_commands()
