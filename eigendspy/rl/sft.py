@@ -294,7 +294,7 @@ def build_sft_trainer(config: SFTRunConfig) -> SFTTrainer:
 
     args = sft_args(config)
     if config.run_dir is not None:
-        with args.main_process_first(desc="export the engine run"):  # one process writes, the others read
+        with args.main_process_first(local=False, desc="export the engine run"):  # rank 0 writes, others read
             if args.process_index == 0:
                 export_run_dir(config)
     dataset = load_sft_dataset(resolve_dataset_path(config))
