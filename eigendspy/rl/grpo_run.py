@@ -56,11 +56,21 @@ def load_tasks(config: GRPORunConfig) -> tuple[Any, dict[str, Task]]:
 
 
 def task_dataset(task_ids: list[str], steps: int, groups_per_step: int):  # noqa: ANN201
-    """The trainer's dataset: one ``prompt`` (a task id) per group, enough rows for ``steps`` steps."""
+    """The trainer's dataset: one ``prompt`` (a task id) per group, enough rows for ``steps`` steps.
+
+    The fingerprint is computed here (a hash of the ids) instead of by ``datasets``, whose dill-based
+    hashing of the Arrow table failed on the GPU machine's Python 3.12 (``Can't pickle MonthDayNano``).
+    """
+    import hashlib
+
+    import pyarrow as pa
     from datasets import Dataset
+    from datasets.table import InMemoryTable
 
     need = max(steps * groups_per_step, len(task_ids))
-    return Dataset.from_dict({"prompt": [task_ids[i % len(task_ids)] for i in range(need)]})
+    prompts = [task_ids[i % len(task_ids)] for i in range(need)]
+    fingerprint = hashlib.sha256("\n".join(prompts).encode()).hexdigest()[:16]
+    return Dataset(InMemoryTable(pa.table({"prompt": prompts})), fingerprint=fingerprint)
 
 
 def grpo_args(config: GRPORunConfig, **overrides: Any):  # noqa: ANN201
