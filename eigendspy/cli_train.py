@@ -23,7 +23,7 @@ from rich.table import Table
 from eigendspy.rl.config_io import ConfigError, load_config
 
 console = Console()
-train_app = typer.Typer(help="Post-train the agent or the user model (LoRA SFT; configs in configs/).",
+train_app = typer.Typer(help="Post-train the agent or the user model (LoRA SFT, GRPO; configs in configs/).",
                         no_args_is_help=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Run config: .toml, .yaml or .json")]
@@ -33,6 +33,9 @@ ModelOpt = Annotated[str | None, typer.Option("--model", help="Override model (f
 DatasetOpt = Annotated[Path | None, typer.Option("--dataset", help="Override dataset (an export folder)")]
 ResumeOpt = Annotated[bool | None, typer.Option("--resume/--no-resume", help="Override resume")]
 ReportToOpt = Annotated[str | None, typer.Option("--report-to", help="Comma-separated: tensorboard, wandb, none")]
+
+AdapterOpt = Annotated[str | None, typer.Option("--adapter", help="Override adapter (an SFT adapter dir)")]
+UserOpt = Annotated[str | None, typer.Option("--user", help="Override user: oracle | lm:<model> | model:<dir>")]
 
 
 #: Exceptions that mean a wrong config, path or dataset: shown as one red line, not a traceback.
@@ -115,6 +118,29 @@ def user_cmd(config: ConfigOpt, max_steps: MaxStepsOpt = None, output_dir: Outpu
     """LoRA SFT of the user model on the export's sft_user set (side = "user", whatever the config says)."""
     _run_sft(config, {"side": "user", "max_steps": max_steps, "output_dir": output_dir, "model": model,
                       "dataset": dataset, "resume": resume, "report_to": _report_to(report_to)})
+
+
+@train_app.command("grpo")
+def grpo_cmd(config: ConfigOpt, max_steps: MaxStepsOpt = None, output_dir: OutputDirOpt = None,
+             model: ModelOpt = None, resume: ResumeOpt = None, report_to: ReportToOpt = None,
+             adapter: AdapterOpt = None, user: UserOpt = None) -> None:
+    """Multi-turn GRPO on LoRA: G episodes per task, checker reward, dynamic filtering of all-equal groups."""
+    from eigendspy.rl.grpo_config import GRPORunConfig
+    from eigendspy.rl.grpo_run import train_grpo
+
+    overrides = {"max_steps": max_steps, "output_dir": str(output_dir) if output_dir else None, "model": model,
+                 "resume": resume, "report_to": _report_to(report_to), "adapter": adapter, "user": user}
+    try:
+        run = _load(config, GRPORunConfig, overrides)
+        if _is_main_process():
+            console.print(f"[bold]GRPO[/]: {run.adapter or run.model} on {run.domain} "
+                          f"(G={run.num_generations}, {run.tasks_per_step} groups/step, user={run.user}) "
+                          f"-> {run.output_dir}")
+        result = train_grpo(run)
+    except USER_ERRORS as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    report_result(result, Path(run.output_dir), "GRPO")
 
 
 __all__ = ["USER_ERRORS", "report_result", "train_app"]

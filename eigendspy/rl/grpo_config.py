@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -23,6 +23,7 @@ class GRPORunConfig(BaseModel):
     output_dir: str
     domain: str = "mock"
     data_dir: str | None = Field(None, description="tau2 domain directory overlay (policy, DB, tasks)")
+    domain_options: dict[str, Any] = Field(default_factory=dict, description="get_domain kwargs (e.g. DB size)")
     tasks: str | None = Field(None, description="rl_tasks dataset dir (from `eigendspy export`); else domain tasks")
     split: str | None = None
     task_ids: list[str] | None = None

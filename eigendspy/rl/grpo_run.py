@@ -34,7 +34,7 @@ def load_tasks(config: GRPORunConfig) -> tuple[Any, dict[str, Task]]:
     """The domain and the RL task pool: an exported ``rl_tasks`` set, or the domain's own tasks."""
     from eigendspy.domains import get_domain
 
-    domain = get_domain(config.domain, data_dir=config.data_dir)
+    domain = get_domain(config.domain, data_dir=config.data_dir, **config.domain_options)
     if config.tasks:
         from datasets import load_from_disk
 
@@ -111,7 +111,8 @@ def build_trainer(
     else:
         from eigendspy.domains import get_domain
 
-        domain, pool = get_domain(config.domain, data_dir=config.data_dir), {t.id: t for t in tasks}
+        domain = get_domain(config.domain, data_dir=config.data_dir, **config.domain_options)
+        pool = {t.id: t for t in tasks}
     if user is None:
         user = build_user(config.user, api_base=config.user_api_base, seed=config.seed)
     if backend is None and config.backend == "vllm":

@@ -44,3 +44,23 @@ def task_script(tasks: dict) -> callable:  # noqa: ANN001
 
 def scripted_backend(tokenizer, tasks: dict) -> ScriptedBackend:  # noqa: ANN001
     return ScriptedBackend(tokenizer, task_script(tasks))
+
+
+def alternating_script(tasks: dict) -> callable:  # noqa: ANN001
+    """Every task: episodes alternate between replaying all gold assistant actions and a wrong call."""
+    right_next = dict.fromkeys(tasks, True)
+
+    def script(prompt: str, _rng) -> str:  # noqa: ANN001
+        task_id = re.search(r"\[([\w\-:.]+)\]", prompt).group(1)
+        task = tasks[task_id]
+        gold = [a for a in task.gold_actions if a.requestor == "assistant"]
+        done = prompt.count("<tool_response>")
+        if done == 0:
+            right = right_next[task_id]
+            right_next[task_id] = not right
+            return call_text(gold[0]) if right and gold else WRONG_CALL
+        if WRONG_CALL.split("\n")[1] not in prompt and done < len(gold):
+            return call_text(gold[done])
+        said = " ".join(task.evaluation_criteria.communicate_info or [])
+        return f"All done. {said} ###STOP###"
+    return script
