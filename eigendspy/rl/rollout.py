@@ -12,11 +12,9 @@ no loss and cannot change any policy token's logprob (the model is causal).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from eigendspy.checkers import Checker
 from eigendspy.domain import Domain
@@ -85,16 +83,6 @@ def episode_to_sample(episode: Episode) -> RolloutSample:
                          duration_s=episode.duration_s)
 
 
-class RolloutStats(BaseModel):
-    """Where a batch of rollouts spent its time (for the throughput benchmark and the train log)."""
-
-    episodes: int = 0
-    policy_tokens: int = 0
-    wall_s: float = 0.0
-    generate_s: float = 0.0
-    extras: dict[str, float] = Field(default_factory=dict)
-
-
 class EpisodeRunner:
     """Runs G episodes per task with a policy participant and scores them with the RL checker.
 
@@ -140,23 +128,3 @@ class EpisodeRunner:
         from eigendspy.orchestrator import run_sync
 
         return run_sync(self.arun(jobs))
-
-
-def samples_or_skip(episodes: Sequence[Episode]) -> tuple[list[RolloutSample | None], list[str]]:
-    """Samples for the episodes that have a policy turn; the others are None with a reason."""
-    out: list[RolloutSample | None] = []
-    reasons: list[str] = []
-    for ep in episodes:
-        try:
-            out.append(episode_to_sample(ep))
-        except EmptyEpisode as exc:
-            out.append(None)
-            reasons.append(str(exc))
-    return out, reasons
-
-
-def timed(fn: Callable[..., Any]) -> Callable[..., tuple[Any, float]]:
-    def wrapper(*args: Any, **kwargs: Any) -> tuple[Any, float]:
-        start = time.perf_counter()
-        return fn(*args, **kwargs), time.perf_counter() - start
-    return wrapper
