@@ -1,0 +1,27 @@
+"""GRPO with rollouts on a (vLLM-protocol) server: each step's LoRA adapter is saved and hot-swapped in."""
+
+from __future__ import annotations
+
+from eigendspy.rl.grpo_config import GRPORunConfig
+from eigendspy.rl.grpo_run import build_trainer
+from eigendspy.rl.local_server import LocalServer
+from eigendspy.rl.vllm_backend import VLLMServerBackend
+from tests.rl.grpo_helpers import TASK_IDS, opening_user
+
+
+def test_grpo_rolls_out_on_the_server_with_the_current_adapter(tiny_model_dir, tau2_dir, tmp_path):
+    with LocalServer(tiny_model_dir, served_model_name="tiny") as server:
+        config = GRPORunConfig(model=str(tiny_model_dir), output_dir=str(tmp_path / "grpo"), domain="mock",
+                               data_dir=str(tau2_dir / "mock"), task_ids=TASK_IDS[:2], num_generations=2,
+                               tasks_per_step=1, max_steps=2, report_to=[], use_cpu=True, max_new_tokens=8,
+                               max_episode_steps=4, max_refill_rounds=0, save_steps=1000, backend="vllm",
+                               vllm_url=server.base_url, vllm_model="tiny")
+        trainer, rollout = build_trainer(config, user=opening_user())
+        assert isinstance(rollout.backend, VLLMServerBackend)
+        trainer.train()
+        # One adapter per step, loaded before that step's rollouts; the previous one unloaded.
+        assert sorted(server.adapters) == ["policy-step-1"]
+        assert rollout.backend.served_model == "policy-step-1"
+        assert (tmp_path / "grpo" / "rollout_adapters" / "step-0" / "adapter_config.json").exists()
+        assert (tmp_path / "grpo" / "rollout_adapters" / "step-1" / "adapter_config.json").exists()
+        assert all(h["policy_tokens_per_s"] > 0 for h in rollout.history)  # tokens came from the server
