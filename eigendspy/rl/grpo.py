@@ -17,6 +17,7 @@ How the pieces meet:
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import logging
 import time
@@ -59,6 +60,8 @@ class EpisodeRollout:
         dynamic_filtering / max_refill_rounds: See `eigendspy.rl.filtering.fill_groups`.
         episode_config: Orchestrator limits for RL episodes.
         adapter_dir: With a remote backend, where each step's adapter is saved before it is loaded.
+        overlap: Sample the next batch (with the current adapter) while the trainer trains on this one:
+            rollouts and training overlap at the cost of one step of policy lag. Remote backends only.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class EpisodeRollout:
         concurrency: int = 32,
         max_context_tokens: int | None = None,
         adapter_dir: str | None = None,
+        overlap: bool = False,
         seed: int = 0,
     ) -> None:
         self.domain = domain
@@ -88,17 +92,49 @@ class EpisodeRollout:
         self.concurrency = concurrency
         self.max_context_tokens = max_context_tokens
         self.adapter_dir = adapter_dir
+        if overlap and backend is None:
+            raise ValueError("overlap needs a separate rollout backend (a vLLM server): in-process generation "
+                             "shares the weights the trainer is updating")
+        self.overlap = overlap
+        self._pending: concurrent.futures.Future | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.pool = TaskPool(list(self.tasks), seed=seed)
         self._trials = itertools.count()
         self._loaded_step = -1
         self.history: list[dict[str, Any]] = []  # one entry per call: stats and the kept rewards
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
-        started = time.perf_counter()
         G = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
         task_ids = _group_task_ids(prompts, G)
-        backend = self._backend(trainer)
         tokenizer = trainer.processing_class
+        if not self.overlap:
+            samples, entry = self._rollout(task_ids, G, tokenizer, self._backend(trainer))
+        else:
+            # One step off-policy: hand TRL the batch sampled (with the previous adapter) while the last step
+            # trained, then load the current adapter and start sampling the next batch with it. Harvest first:
+            # the server must not drop the adapter that in-flight requests still use. The task ids TRL passed
+            # seed the next batch (dynamic filtering already lets a batch's tasks differ from TRL's picks).
+            if self._pending is None:  # first step: nothing prefetched yet
+                self._pending = self._executor().submit(self._rollout, task_ids, G, tokenizer,
+                                                        self._backend(trainer))
+            samples, entry = self._pending.result()
+            self._pending = self._executor().submit(self._rollout, task_ids, G, tokenizer, self._backend(trainer))
+        self._log(trainer, entry)
+        self.history.append({**entry, "kept_rewards": [s.reward for s in samples]})
+        return {
+            "prompt_ids": [s.prompt_ids for s in samples],
+            "completion_ids": [s.completion_ids for s in samples],
+            "logprobs": [s.logprobs for s in samples],
+            "env_mask": [s.env_mask for s in samples],
+            "reward": [s.reward for s in samples],
+            "task_id": [s.task_id for s in samples],
+        }
+
+    def _rollout(self, task_ids: list[str], G: int, tokenizer: Any,
+                 backend: RolloutBackend) -> tuple[list[RolloutSample], dict[str, Any]]:
+        """Run (and refill) one batch of groups; touches no trainer state, so it may run in a thread."""
+        started = time.perf_counter()
+        served = getattr(backend, "served_model", None)
         policy = ChatModelParticipant(backend, tokenizer, sampling=self.sampling,
                                       max_context_tokens=self.max_context_tokens)
         runner = EpisodeRunner(self.domain, policy, self.user, config=self.episode_config,
@@ -112,18 +148,26 @@ class EpisodeRollout:
             groups.extend(chunk)
             return [[_reward(e) for e in group] for group in chunk]
 
-        slots, kept, stats = fill_groups(task_ids, run_groups, self.pool, enabled=self.dynamic_filtering,
-                                         max_rounds=self.max_refill_rounds)
+        _, kept, stats = fill_groups(task_ids, run_groups, self.pool, enabled=self.dynamic_filtering,
+                                     max_rounds=self.max_refill_rounds)
         samples = [self._sample(e, tokenizer) for i in kept for e in groups[i]]
-        self._log(trainer, samples, groups, stats, time.perf_counter() - started)
-        return {
-            "prompt_ids": [s.prompt_ids for s in samples],
-            "completion_ids": [s.completion_ids for s in samples],
-            "logprobs": [s.logprobs for s in samples],
-            "env_mask": [s.env_mask for s in samples],
-            "reward": [s.reward for s in samples],
-            "task_id": [s.task_id for s in samples],
-        }
+        entry = _entry(samples, groups, stats, time.perf_counter() - started)
+        entry["sampled_with"] = served
+        return samples, entry
+
+    def close(self) -> None:
+        """Finish the prefetched batch (if any) and stop the rollout thread; call after training."""
+        if self._pending is not None:
+            self._pending.cancel() or self._pending.exception()
+            self._pending = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="eigendspy-rollout")
+        return self._pool
 
     # ----------------------------------------------------------------------------------
     def _backend(self, trainer: Any) -> RolloutBackend:
@@ -150,27 +194,31 @@ class EpisodeRollout:
                                  completion_ids=[tokenizer.eos_token_id], logprobs=[0.0], env_mask=[0],
                                  reward=_reward(episode), termination_reason=episode.termination_reason.value)
 
-    def _log(self, trainer: Any, samples: list[RolloutSample], groups: list[list[Episode]], stats: FilterStats,
-             wall: float) -> None:
-        every = [e for g in groups for e in g]
-        policy_tokens = sum(s.policy_tokens for s in samples)
-        entry = {
-            "filtered_fraction": stats.filtered_fraction,
-            "groups_run": stats.groups_run,
-            "groups_dropped": stats.groups_dropped,
-            "uninformative_kept": stats.groups_kept_uninformative,
-            "reward_mean_all": sum(_reward(e) for e in every) / len(every),
-            "pass_rate_all": sum(is_success(_reward(e)) for e in every) / len(every),
-            "policy_tokens_per_s": policy_tokens / wall if wall else 0.0,
-            "episodes_per_s": len(every) / wall if wall else 0.0,
-            "rollout_s": wall,
-        }
-        self.history.append({**entry, "kept_rewards": [s.reward for s in samples]})
+    @staticmethod
+    def _log(trainer: Any, entry: dict[str, Any]) -> None:
         metrics = getattr(trainer, "_metrics", None)
         if metrics is not None:
             mode = "train" if trainer.model.training else "eval"
             for key, value in entry.items():
-                metrics[mode][f"rollout/{key}"].append(float(value))
+                if isinstance(value, int | float):
+                    metrics[mode][f"rollout/{key}"].append(float(value))
+
+
+def _entry(samples: list[RolloutSample], groups: list[list[Episode]], stats: FilterStats,
+           wall: float) -> dict[str, Any]:
+    every = [e for g in groups for e in g]
+    policy_tokens = sum(s.policy_tokens for s in samples)
+    return {
+        "filtered_fraction": stats.filtered_fraction,
+        "groups_run": stats.groups_run,
+        "groups_dropped": stats.groups_dropped,
+        "uninformative_kept": stats.groups_kept_uninformative,
+        "reward_mean_all": sum(_reward(e) for e in every) / len(every),
+        "pass_rate_all": sum(is_success(_reward(e)) for e in every) / len(every),
+        "policy_tokens_per_s": policy_tokens / wall if wall else 0.0,
+        "episodes_per_s": len(every) / wall if wall else 0.0,
+        "rollout_s": wall,
+    }
 
 
 def _reward(episode: Episode) -> float:

@@ -56,6 +56,7 @@ class GRPORunConfig(BaseModel):
     max_refill_rounds: int = Field(3, ge=0)
 
     backend: Literal["hf", "vllm"] = "hf"
+    overlap_rollouts: bool = Field(False, description="vLLM only: sample step t+1 while step t trains (1-step lag)")
     vllm_url: str | None = None
     vllm_model: str | None = None
 
@@ -69,6 +70,8 @@ class GRPORunConfig(BaseModel):
     def _check(self) -> GRPORunConfig:
         if self.backend == "vllm" and not (self.vllm_url and self.vllm_model):
             raise ValueError("backend='vllm' needs vllm_url (e.g. http://localhost:8000) and vllm_model")
+        if self.overlap_rollouts and self.backend != "vllm":
+            raise ValueError("overlap_rollouts needs backend='vllm': in-process generation shares the trained weights")
         if not (self.user == "oracle" or self.user.startswith(("lm:", "model:"))):
             raise ValueError(f"user must be 'oracle', 'lm:<model>' or 'model:<dir>'; got {self.user!r}")
         return self

@@ -132,6 +132,7 @@ def build_trainer(
         episode_config=EpisodeConfig(max_steps=config.max_episode_steps), concurrency=config.concurrency,
         max_context_tokens=config.max_context_tokens, seed=config.seed,
         adapter_dir=str(Path(config.output_dir) / "rollout_adapters") if backend is not None else None,
+        overlap=config.overlap_rollouts,
     )
     trainer = EigenGRPOTrainer(
         model=model, reward_funcs=checker_reward, args=grpo_args(config, **arg_overrides),
@@ -148,7 +149,10 @@ def train_grpo(config: GRPORunConfig, **kwargs: Any) -> GRPOResult:
     trainer, rollout = build_trainer(config, **kwargs)
     out = Path(config.output_dir)
     last = get_last_checkpoint(str(out)) if config.resume and out.is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
+    try:
+        trainer.train(resume_from_checkpoint=last)
+    finally:
+        rollout.close()
     adapter_dir = out / "adapter"
     trainer.save_model(str(adapter_dir))
     result = GRPOResult(output_dir=str(out), adapter_dir=str(adapter_dir), global_step=trainer.state.global_step,
