@@ -9,13 +9,18 @@ from eigendspy.rl.vllm_backend import VLLMServerBackend
 from tests.rl.grpo_helpers import TASK_IDS, opening_user
 
 
+def _config(model_dir, tau2_dir, tmp_path, server, **overrides) -> GRPORunConfig:
+    """Tiny, fast GRPO on two mock tasks with rollouts on ``server`` (random model: rewards are all 0)."""
+    values = dict(model=str(model_dir), output_dir=str(tmp_path / "grpo"), domain="mock",
+                  data_dir=str(tau2_dir / "mock"), task_ids=TASK_IDS[:2], num_generations=2, tasks_per_step=1,
+                  report_to=[], use_cpu=True, max_new_tokens=8, max_episode_steps=4, max_refill_rounds=0,
+                  save_steps=1000, backend="vllm", vllm_url=server.base_url, vllm_model="tiny")
+    return GRPORunConfig(**{**values, **overrides})
+
+
 def test_grpo_rolls_out_on_the_server_with_the_current_adapter(tiny_model_dir, tau2_dir, tmp_path):
     with LocalServer(tiny_model_dir, served_model_name="tiny") as server:
-        config = GRPORunConfig(model=str(tiny_model_dir), output_dir=str(tmp_path / "grpo"), domain="mock",
-                               data_dir=str(tau2_dir / "mock"), task_ids=TASK_IDS[:2], num_generations=2,
-                               tasks_per_step=1, max_steps=2, report_to=[], use_cpu=True, max_new_tokens=8,
-                               max_episode_steps=4, max_refill_rounds=0, save_steps=1000, backend="vllm",
-                               vllm_url=server.base_url, vllm_model="tiny")
+        config = _config(tiny_model_dir, tau2_dir, tmp_path, server, max_steps=2)
         trainer, rollout = build_trainer(config, user=opening_user())
         assert isinstance(rollout.backend, VLLMServerBackend)
         trainer.train()
@@ -29,11 +34,7 @@ def test_grpo_rolls_out_on_the_server_with_the_current_adapter(tiny_model_dir, t
 
 def test_overlapped_rollouts_sample_the_next_batch_with_the_previous_adapter(tiny_model_dir, tau2_dir, tmp_path):
     with LocalServer(tiny_model_dir, served_model_name="tiny") as server:
-        config = GRPORunConfig(model=str(tiny_model_dir), output_dir=str(tmp_path / "grpo"), domain="mock",
-                               data_dir=str(tau2_dir / "mock"), task_ids=TASK_IDS[:2], num_generations=2,
-                               tasks_per_step=1, max_steps=3, report_to=[], use_cpu=True, max_new_tokens=8,
-                               max_episode_steps=4, max_refill_rounds=0, save_steps=1000, backend="vllm",
-                               vllm_url=server.base_url, vllm_model="tiny", overlap_rollouts=True)
+        config = _config(tiny_model_dir, tau2_dir, tmp_path, server, max_steps=3, overlap_rollouts=True)
         trainer, rollout = build_trainer(config, user=opening_user())
         try:
             trainer.train()
