@@ -111,22 +111,66 @@ def verify(domain: DomainOpt, data: DataOpt = None, split: SplitOpt = None,
 
 
 @app.command(name="eval")
-def eval_cmd(domain: DomainOpt, data: DataOpt = None, split: SplitOpt = None,
-             trials: Annotated[int, typer.Option(help="Trials per task (pass^k for k <= trials)")] = 4,
-             agent: Annotated[str, typer.Option(help="Assistant: 'oracle' (more with the RL issue)")] = "oracle",
-             out: Annotated[Path, typer.Option(help="Run directory")] = Path("runs/eval"),
-             tau2_compat: Annotated[bool, typer.Option(help="Reproduce tau2 exactly")] = True) -> None:
-    """Run episodes and report pass^k with tau2 semantics (NL assertions excluded)."""
-    from eigendspy.oracle import OracleAssistant, OracleUser
+def eval_cmd(
+    domain: DomainOpt, data: DataOpt = None, split: SplitOpt = None,
+    trials: Annotated[int, typer.Option(help="Trials per task (pass^k for k <= trials)")] = 4,
+    agent: Annotated[str, typer.Option(help="Assistant: oracle | model:DIR | vllm:URL#NAME")] = "oracle",
+    model: Annotated[Path | None, typer.Option(help="Shorthand for --agent model:DIR (model or adapter)")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer dir of a vllm: agent's model")] = None,
+    user: Annotated[str, typer.Option(help="User: oracle | lm:MODEL_ID | model:DIR")] = "oracle",
+    user_api_base: Annotated[str | None, typer.Option(help="API base of an lm:vllm-server/... user")] = None,
+    instructions: Annotated[Path | None, typer.Option(help="Evolved assistant instruction file (text, stripped)",
+                                                      exists=True, dir_okay=False)] = None,
+    temperature: Annotated[float, typer.Option(help="Model agent sampling temperature (0: greedy)")] = 0.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Model agent tokens per turn")] = 512,
+    seed: Annotated[int, typer.Option(help="Episode and sampling seed (tau2's default)")] = 300,
+    max_steps: Annotated[int, typer.Option(help="Orchestrator steps per episode")] = 200,
+    concurrency: Annotated[int, typer.Option(help="Episodes in flight at once")] = 32,
+    task_ids: Annotated[str | None, typer.Option(help="Comma-separated task ids (after --split)")] = None,
+    out: Annotated[Path, typer.Option(help="Run directory")] = Path("runs/eval"),
+    tau2_compat: Annotated[bool, typer.Option(help="Reproduce tau2 exactly")] = True,
+) -> None:
+    """Run episodes and report pass^k with tau2 semantics (NL assertions excluded) plus a tau2 results file."""
+    from eigendspy.interop.tau2_results import RunInfo
+    from eigendspy.orchestrator import EpisodeConfig
+    from eigendspy.rl.assistants import build_assistant
+    from eigendspy.rl.users import build_user
     from eigendspy.runner import run_episodes, write_run
 
-    if agent != "oracle":
-        raise typer.BadParameter("only the oracle assistant is available in this version", param_hint="--agent")
+    if model is not None:
+        if agent != "oracle":
+            raise typer.BadParameter("give --model DIR or --agent, not both", param_hint="--model")
+        agent = f"model:{model}"
+    text = instructions.read_text().strip() if instructions is not None else None
     dom, items = _load(domain, data, split)
-    episodes = run_episodes(dom, items, OracleAssistant(), OracleUser(), trials=trials, tau2_compat=tau2_compat)
-    outputs = write_run(out, dom, items, episodes)
+    if task_ids is not None:
+        wanted = [t.strip() for t in task_ids.split(",") if t.strip()]
+        known = {t.id: t for t in items}
+        if missing := [t for t in wanted if t not in known]:
+            raise typer.BadParameter(f"unknown task ids {missing}", param_hint="--task-ids")
+        items = [known[t] for t in wanted]
+    try:
+        assistant = build_assistant(agent, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+                                    instructions=text, tokenizer=tokenizer)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--agent") from exc
+    try:
+        user_side = build_user(user, api_base=user_api_base, seed=seed)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--user") from exc
+    config = EpisodeConfig(max_steps=max_steps, seed=seed)
+    episodes = run_episodes(dom, items, assistant, user_side, trials=trials, concurrency=concurrency,
+                            tau2_compat=tau2_compat, config=config)
+    run = RunInfo(agent_llm=agent, user_llm=user, agent_implementation=f"eigendspy_{agent.split(':')[0]}",
+                  user_implementation=f"eigendspy_{user.split(':')[0]}_user", temperature=temperature,
+                  num_trials=trials, max_steps=max_steps, seed=seed)
+    outputs = write_run(out, dom, items, episodes, run)
+    settings = {"domain": domain, "data": str(data) if data else None, "split": split, "agent": agent,
+                "user": user, "temperature": temperature, "max_new_tokens": max_new_tokens, "seed": seed,
+                "max_steps": max_steps, "trials": trials, "task_ids": [t.id for t in items], "instructions": text}
+    (out / "eval_config.json").write_text(json.dumps(settings, indent=2))
     _print_report(outputs.report)
-    console.print(f"wrote {out}/")
+    console.print(f"wrote {out}/: results.json (tau2 format), eval.json, eval.md, eval_config.json")
 
 
 @app.command()
