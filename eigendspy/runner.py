@@ -8,7 +8,6 @@ markdown) and a plot.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from eigendspy.domain import Domain
 from eigendspy.evaluate import EvalReport, TrialOutcome, evaluate_outcomes, plot_pass_hat_k
 from eigendspy.interop.tau2_results import RunInfo, write_results
 from eigendspy.nl_judge import NLJudge
-from eigendspy.orchestrator import Episode, EpisodeConfig, Orchestrator
+from eigendspy.orchestrator import Episode, EpisodeConfig, Orchestrator, run_sync
 from eigendspy.participants import Participant
 from eigendspy.task import Task
 from eigendspy.trajectory import TerminationReason
@@ -62,12 +61,12 @@ def run_episodes(
     )
     total = len(tasks) * trials
     if not progress:
-        return asyncio.run(orch.run_many(tasks, trials, concurrency=concurrency))
+        return run_sync(orch.run_many(tasks, trials, concurrency=concurrency))
     columns = (TextColumn("[bold]episodes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=False) as bar:
         job = bar.add_task("episodes", total=total)
         done: Callable[[Episode], None] = lambda _ep: bar.advance(job)  # noqa: E731
-        return asyncio.run(orch.run_many(tasks, trials, concurrency=concurrency, on_done=done))
+        return run_sync(orch.run_many(tasks, trials, concurrency=concurrency, on_done=done))
 
 
 def write_run(out_dir: str | Path, domain: Domain, tasks: Sequence[Task], episodes: Sequence[Episode],
