@@ -98,3 +98,15 @@ def test_config_validation():
     with pytest.raises(ValueError, match="user must be"):
         GRPORunConfig(model="m", output_dir="o", user="bob")
     assert ALTERNATING[0] in TASK_IDS
+
+
+def test_train_grpo_checkpoints_and_resumes(config, tmp_path):
+    from eigendspy.rl.grpo_run import train_grpo
+
+    base = config.model_copy(update={"output_dir": str(tmp_path / "resume"), "save_steps": 1, "max_new_tokens": 8,
+                                     "max_episode_steps": 4, "max_refill_rounds": 0, "tasks_per_step": 1})
+    first = train_grpo(base.model_copy(update={"max_steps": 1}), user=opening_user())
+    assert first.global_step == 1 and (tmp_path / "resume" / "checkpoint-1").is_dir()
+    second = train_grpo(base.model_copy(update={"max_steps": 2}), user=opening_user())
+    assert second.global_step == 2 and len(second.rollouts) == 1  # only the missing step ran
+    assert (tmp_path / "resume" / "adapter" / "adapter_config.json").exists()
