@@ -69,6 +69,14 @@ class EngineConfig(BaseModel):
     entities_k: int = 3
     entities_chars: int = 1500
     schedule: Literal["pipelined", "waves"] = "pipelined"
+    small_model: bool = False
+    """Small-model mode (`eigendspy.small_model`): the generator, assistant and user get per-call typed
+    outputs that leave a tiny model no structurally wrong choice (what `demo-synth` uses on the
+    embedded model). Off: every role's output types are the signatures' own."""
+    llm_judges: bool = True
+    """Ask the task and trajectory LLM judges. Off: execution and the deterministic pre-checks decide
+    alone and the verdicts say so — for a judge LM that cannot judge (SmolLM2-135M gave the same
+    verdict for every task, nonsense included)."""
 
 
 @dataclass

@@ -45,6 +45,7 @@ class ItemWorker:
 
     def __init__(self, domain: Domain, roles: Roles, config: EngineConfig) -> None:
         self.domain, self.roles, self.config = domain, roles, config
+        apply_modes(roles, config)
         self.breaker = CircuitBreaker(config.breaker_threshold)
         self.semaphore = asyncio.Semaphore(config.concurrency)
 
@@ -136,6 +137,17 @@ class ItemWorker:
             dialogue = DialogueRecord(**base, validator=verdict, accepted=accepted, stage=stage, reasons=reasons)
         return dialogue
 
+
+
+def apply_modes(roles: Roles, config: EngineConfig) -> None:
+    """Switch the role modules to the config's small-model mode and judge setting (in place: the
+    roles belong to this run; Ray workers build their own and apply the same config)."""
+    if config.small_model:
+        for role in (roles.generator, roles.assistant, roles.user):
+            role.small_model = True
+    if not config.llm_judges:
+        roles.task_validator.use_judge = False
+        roles.trajectory_validator.use_judge = False
 
 
 def _record_tokens(totals: dict[str, Any], role: str, usage: Usage) -> None:

@@ -42,6 +42,7 @@ from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_e
 
 from eigendspy.local_grammar import _BONUS, _CLOSERS, _compile_schema, _GrammarProcessor, _new_compiler  # noqa: F401
 from eigendspy.local_prompt import chat_messages, fit_prompt, response_schema
+from eigendspy.small_model import bound_schema
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ class LocalEngine:
         close_tokens: Extra tokens closing mode may use to finish a constrained JSON answer.
         context_window: Prompt + generation limit; default the model's ``max_position_embeddings``.
         device: Torch device of the model.
+        max_string_chars: Small-model mode: every schema string without ``maxLength`` gets this one.
+        max_array_items: Small-model mode: every schema array without ``maxItems`` gets this one
+            (both via :func:`eigendspy.small_model.bound_schema`; None leaves schemas as DSPy sent them).
     """
 
     supports_function_calling = False
@@ -103,6 +107,8 @@ class LocalEngine:
         close_tokens: int = 128,
         context_window: int | None = None,
         device: str = "cpu",
+        max_string_chars: int | None = None,
+        max_array_items: int | None = None,
     ) -> None:
         import torch
         import transformers
@@ -127,6 +133,7 @@ class LocalEngine:
             raise ValueError(f"{self.model_dir} defines no eos token; generation could not stop")
         self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
         self.close_tokens, self.device = close_tokens, device
+        self.max_string_chars, self.max_array_items = max_string_chars, max_array_items
         self._lock = threading.Lock()
         self._calls = itertools.count()
         self._compiler: Any = None
@@ -145,6 +152,8 @@ class LocalEngine:
             "close_tokens": self.close_tokens,
             "context_window": self.context_window,
             "device": self.device,
+            "max_string_chars": self.max_string_chars,
+            "max_array_items": self.max_array_items,
         }
 
     @classmethod
@@ -204,6 +213,9 @@ class LocalEngine:
         budget = max_new_tokens or self.max_new_tokens
         temperature = self.temperature if temperature is None else temperature
         target = response_schema(response_format)
+        if target and (self.max_string_chars or self.max_array_items):
+            target = (bound_schema(target[0], self.max_string_chars or 1 << 20, self.max_array_items or 1 << 20),
+                      target[1])
         extra = self.close_tokens if target else 0
         with self._lock:
             call = next(self._calls)
@@ -322,6 +334,8 @@ def local_lm(
     close_tokens: int = 128,
     context_window: int | None = None,
     device: str = "cpu",
+    max_string_chars: int | None = None,
+    max_array_items: int | None = None,
     model: str | None = None,
     cache: bool = False,
     **kwargs: Any,
@@ -343,6 +357,8 @@ def local_lm(
         close_tokens: Extra tokens allowed to close a constrained JSON answer past the budget.
         context_window: Prompt + generation token limit; default the model's.
         device: Torch device.
+        max_string_chars: Bound every unbounded schema string (small-model mode; see `LocalEngine`).
+        max_array_items: Bound every unbounded schema array (small-model mode; see `LocalEngine`).
         model: Model string recorded in history; default ``local/<folder name>``.
         cache: DSPy's response cache, off by default: two folders with the same name would
             share entries, and a deterministic local call is cheap to repeat.
@@ -356,6 +372,8 @@ def local_lm(
         close_tokens=close_tokens,
         context_window=context_window,
         device=device,
+        max_string_chars=max_string_chars,
+        max_array_items=max_array_items,
     )
     kwargs.setdefault("num_retries", 0)  # a local failure is deterministic: retrying repeats it
     return dspy.LM(

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 import dspy
 
 from eigendspy.agents.transcript import transcript
 from eigendspy.participants import TurnContext
 from eigendspy.signatures.assistant import AssistantTurn
+from eigendspy.small_model import (
+    Values,
+    call_arguments,
+    collect_values,
+    completed_writes,
+    dialogue_grounding,
+    tool_call_union,
+)
 from eigendspy.trajectory import Message, ToolCall
 
 
@@ -36,6 +44,13 @@ class Assistant(dspy.Module):
 
     Args:
         lm: The LM for this role; ``None`` uses the caller's context.
+        small_model: Small-model mode (`eigendspy.small_model`), for `respond`: each turn's
+            ``tool_calls`` output is typed for that turn — one call or null, of a real tool, with its
+            required arguments, ids only from those the user said or the tools returned so far (a
+            tool whose id is not grounded yet is not offered), enum arguments narrowed to the values
+            the user said, free text only as the user "quoted" it, no write tool that already
+            succeeded in this dialogue — and at most one call per user message, after which the turn
+            must be a message (SmolLM2-135M otherwise calls tools forever and never answers).
 
     Example:
         ```python
@@ -44,12 +59,14 @@ class Assistant(dspy.Module):
         ```
     """
 
-    def __init__(self, lm: dspy.LM | None = None) -> None:
+    def __init__(self, lm: dspy.LM | None = None, small_model: bool = False) -> None:
         super().__init__()
+        self.small_model = small_model
         self.turn = dspy.Predict(AssistantTurn)
         if lm is not None:
             self.turn.set_lm(lm)
         self._tools: dict[int, list[dspy.Tool]] = {}
+        self._known: dict[int, Values] = {}
 
     def forward(self, policy: str, dialogue: str, tools: list[dspy.Tool]) -> dspy.Prediction:
         return self.turn(policy=policy, dialogue=dialogue, tools=tools)
@@ -61,8 +78,30 @@ class Assistant(dspy.Module):
         key = id(ctx.domain)
         if key not in self._tools:
             self._tools[key] = schema_tools(ctx.tools)
-        pred = await self.acall(policy=ctx.domain.policy, dialogue=transcript(messages), tools=self._tools[key])
+        inputs = dict(policy=ctx.domain.policy, dialogue=transcript(messages), tools=self._tools[key])
+        if self.small_model:
+            pred = await self._small_predictor(messages, ctx).acall(**inputs)
+            return _typed_calls_message(pred, ctx.step)
+        pred = await self.acall(**inputs)
         return prediction_to_message(pred, "assistant", text_field="response")
+
+    def _small_predictor(self, messages: Sequence[Message], ctx: TurnContext) -> dspy.Predict:
+        """A copy of ``self.turn`` (instructions, demos, LM kept) whose ``tool_calls`` is typed for
+        this turn (see the class doc): one call or null; null only when nothing is callable."""
+        key = id(ctx.domain)
+        if key not in self._known:
+            self._known[key] = collect_values(ctx.domain.base_db().model).values
+        union = None
+        if not _acted_since_user(messages):
+            names = {t["function"]["name"] for t in ctx.tools}
+            specs = [spec for spec in ctx.domain.toolkit if spec.name in names]
+            done = completed_writes(messages, specs)
+            grounding = dialogue_grounding(self._known[key], messages)
+            union = tool_call_union([s for s in specs if s.name not in done], grounding)
+        calls = Optional[union] if union is not None else type(None)  # noqa: UP045 - built at run time
+        predictor = self.turn.deepcopy()
+        predictor.signature = self.turn.signature.with_updated_fields("tool_calls", type_=calls)
+        return predictor
 
 
 def prediction_to_message(pred: dspy.Prediction, role: str, *, text_field: str) -> Message:
@@ -74,3 +113,22 @@ def prediction_to_message(pred: dspy.Prediction, role: str, *, text_field: str) 
             for c in calls.tool_calls
         ])
     return Message(role=role, content=str(getattr(pred, text_field, "") or ""))
+
+
+def _acted_since_user(messages: Sequence[Message]) -> bool:
+    """Whether the assistant already called a tool after the user's last message."""
+    for m in reversed(messages):
+        if m.role == "user":
+            return False
+        if m.role == "assistant" and m.tool_calls:
+            return True
+    return False
+
+
+def _typed_calls_message(pred: dspy.Prediction, step: int) -> Message:
+    """The message of a small-model turn: its typed call (id ``small_<step>``), else its text."""
+    call = getattr(pred, "tool_calls", None)
+    if call is not None and hasattr(call, "name"):
+        return Message(role="assistant", tool_calls=[
+            ToolCall(id=f"small_{step}", name=call.name, arguments=call_arguments(call))])
+    return Message(role="assistant", content=str(getattr(pred, "response", "") or ""))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import dspy
 import pydantic
@@ -11,6 +12,7 @@ import pydantic
 from eigendspy.agents.synthesis_inputs import all_tool_names, render_feedback, tool_summary
 from eigendspy.plans import PlanPair
 from eigendspy.signatures.task_generator import ActionDraft, GenerateTask, TaskDraft
+from eigendspy.small_model import call_arguments, tool_call_union, values_from_text, write_specs
 from eigendspy.task import (
     DEFAULT_REWARD_BASIS,
     Action,
@@ -24,6 +26,7 @@ from eigendspy.task import (
 
 if TYPE_CHECKING:
     from eigendspy.domain import Domain
+    from eigendspy.tool import ToolSpec
 
 
 class DraftError(ValueError):
@@ -63,11 +66,12 @@ def draft_to_task(
             reasons.append(f"gold action #{i} uses tool {step.name!r}, which this plan does not allow")
             continue
         actions.append(Action(action_id=f"{task_id}_{i}", requestor=requestor, name=step.name,
-                              arguments=dict(step.arguments)))
+                              arguments=call_arguments(step)))
     if reasons:
         raise DraftError(reasons)
-    basis = list(dict.fromkeys(draft.reward_basis)) or list(DEFAULT_REWARD_BASIS)
-    predicates = [StatePredicate(expression=e) for e in draft.state_predicates if e.strip()] or None
+    # A small-model draft (`small_task_draft`) has no basis, predicates or communicate_info: defaults.
+    basis = list(dict.fromkeys(getattr(draft, "reward_basis", None) or [])) or list(DEFAULT_REWARD_BASIS)
+    predicates = [StatePredicate(expression=e) for e in getattr(draft, "state_predicates", []) if e.strip()] or None
     return Task(
         id=task_id,
         description=Description(purpose=plan.synthesis.intent_family, notes=f"plan {plan.plan_id}") if plan else None,
@@ -77,13 +81,13 @@ def draft_to_task(
                 domain=domain.name,
                 reason_for_call=draft.reason_for_call,
                 known_info=draft.known_info or None,
-                unknown_info=draft.unknown_info or None,
+                unknown_info=getattr(draft, "unknown_info", "") or None,
                 task_instructions=draft.task_instructions,
             ),
         ),
         evaluation_criteria=EvaluationCriteria(
             actions=actions,
-            communicate_info=[c for c in draft.communicate_info if c.strip()],
+            communicate_info=[c for c in getattr(draft, "communicate_info", []) if c.strip()],
             reward_basis=basis,
             state_predicates=predicates,
         ),
@@ -100,6 +104,11 @@ class TaskGenerator(dspy.Module):
 
     Args:
         lm: The LM for this role; ``None`` uses the caller's context.
+        constrain_tools: Type action names as an enum of the allowed tools (see `_predictor`).
+        small_model: Small-model mode (`eigendspy.small_model`): the model picks one call of an
+            allowed *write* tool, typed per tool (required arguments only, ids from an enum of the
+            sampled rows, enum values that change the row) and a persona; the rest of the scenario
+            is stated from that call; reward basis, predicates and communicate_info are the defaults.
 
     Example:
         ```python
@@ -110,44 +119,56 @@ class TaskGenerator(dspy.Module):
         ```
     """
 
-    def __init__(self, lm: dspy.LM | None = None, constrain_tools: bool = False) -> None:
+    def __init__(self, lm: dspy.LM | None = None, constrain_tools: bool = False, small_model: bool = False) -> None:
         super().__init__()
         self.constrain_tools = constrain_tools
+        self.small_model = small_model
         self.generate = dspy.Predict(GenerateTask)
         if lm is not None:
             self.generate.set_lm(lm)
 
-    @staticmethod
-    def _inputs(domain: Domain, plan: PlanPair | str, entities: str, feedback: str | Sequence[str],
+    def _inputs(self, domain: Domain, plan: PlanPair | str, entities: str, feedback: str | Sequence[str],
                 allowed_tools: Sequence[str] | None) -> dict[str, object]:
+        allowed = list(allowed_tools) if allowed_tools is not None else all_tool_names(domain)
+        if self.small_model:
+            allowed = [spec.name for spec in write_specs(list(domain.toolkit), allowed)]
         return {
             "domain": domain.name,
             "policy": domain.policy,
             "tools": tool_summary(domain),
-            "allowed_tools": list(allowed_tools) if allowed_tools is not None else all_tool_names(domain),
+            "allowed_tools": allowed,
             "plan": plan.render() if isinstance(plan, PlanPair) else plan,
             "entities": entities,
             "feedback": render_feedback(feedback),
         }
 
-    @staticmethod
-    def _result(raw: dspy.Prediction, domain: Domain, plan: PlanPair | str, task_id: str,
+    def _result(self, raw: dspy.Prediction, domain: Domain, plan: PlanPair | str, task_id: str,
                 allowed_tools: Sequence[str] | None) -> dspy.Prediction:
         draft = raw.task
+        if self.small_model:
+            draft = _small_scenario(draft, domain)
         task = draft_to_task(draft, domain, task_id, allowed_tools=allowed_tools,
                              plan=plan if isinstance(plan, PlanPair) else None)
         return dspy.Prediction(task=task, draft=draft)
 
-    def _predictor(self, tool_names: Sequence[str]) -> dspy.Predict:
+    def _predictor(self, tool_names: Sequence[str], domain: Domain | None = None, entities: str = "") -> dspy.Predict:
         """With ``constrain_tools``, the predictor's ``task`` output is typed for this domain: action
         names are an enum of the allowed tools, so a grammar-constrained decoder (the embedded model)
         cannot invent one. Off by default: a capable LM gets a repairable reason instead of a parse
-        error. A copy of ``self.generate`` keeps the evolved instructions, demos and LM."""
+        error. In small-model mode the whole draft is typed per call (`small_task_draft`). A copy of
+        ``self.generate`` keeps the evolved instructions, demos and LM."""
         names = tuple(sorted(set(tool_names)))
-        if not self.constrain_tools or not names:
+        if self.small_model and domain is not None:
+            specs = [spec for spec in domain.toolkit if spec.name in names]
+            draft = small_task_draft(specs, entities)
+            if draft is None:
+                raise DraftError([f"none of the write tools ({', '.join(names) or 'none allowed'}) can be filled "
+                                  "from the sampled entities: their ids are not among the rows shown"])
+        elif not self.constrain_tools or not names:
             return self.generate
-        action = pydantic.create_model("ActionDraft", __base__=ActionDraft, name=(Literal[names], ...))
-        draft = pydantic.create_model("TaskDraft", __base__=TaskDraft, actions=(list[action], ...))
+        else:
+            action = pydantic.create_model("ActionDraft", __base__=ActionDraft, name=(Literal[names], ...))
+            draft = pydantic.create_model("TaskDraft", __base__=TaskDraft, actions=(list[action], ...))
         predictor = self.generate.deepcopy()
         predictor.signature = self.generate.signature.with_updated_fields("task", type_=draft)
         return predictor
@@ -163,7 +184,7 @@ class TaskGenerator(dspy.Module):
     ) -> dspy.Prediction:
         """Returns ``Prediction(task: Task, draft: TaskDraft)``; raises `DraftError`."""
         inputs = self._inputs(domain, plan, entities, feedback, allowed_tools)
-        raw = self._predictor(inputs["allowed_tools"])(**inputs)
+        raw = self._predictor(inputs["allowed_tools"], domain, entities)(**inputs)
         return self._result(raw, domain, plan, task_id, allowed_tools)
 
     async def aforward(
@@ -176,5 +197,50 @@ class TaskGenerator(dspy.Module):
         allowed_tools: Sequence[str] | None = None,
     ) -> dspy.Prediction:
         inputs = self._inputs(domain, plan, entities, feedback, allowed_tools)
-        raw = await self._predictor(inputs["allowed_tools"]).acall(**inputs)
+        raw = await self._predictor(inputs["allowed_tools"], domain, entities).acall(**inputs)
         return self._result(raw, domain, plan, task_id, allowed_tools)
+
+
+_SMALL_TEXT = 120  # characters of the persona in small-model mode
+_SMALL_INSTRUCTIONS = "Answer briefly, and end the chat once it is done."
+
+
+def small_task_draft(specs: Sequence[ToolSpec], entities: str) -> type[pydantic.BaseModel] | None:
+    """The small-model draft type for one call: one gold action — a call of one of ``specs`` with its
+    required arguments, ids from the rows in ``entities`` and enum values that change the row
+    (`eigendspy.small_model.tool_call_union`) — and a short persona. One action because each further
+    one is another chance for the small model to be wrong in rollouts too; the rest of the scenario
+    is stated from the action (`_small_scenario`), since a 135M model's free text rarely matches the
+    action it chose. None when no tool can be grounded in those rows."""
+    union = tool_call_union(specs, values_from_text(entities), avoid_no_op=True)
+    if union is None:
+        return None
+    persona = Annotated[str, pydantic.StringConstraints(min_length=1, max_length=_SMALL_TEXT)]
+    actions = Annotated[list[union], pydantic.Field(min_length=1, max_length=1,  # type: ignore[valid-type]
+                                                     description="The one state-changing tool call")]
+    return pydantic.create_model(
+        "TaskDraft", __config__=pydantic.ConfigDict(extra="forbid"), actions=(actions, ...),
+        persona=(persona, pydantic.Field(..., description=TaskDraft.model_fields["persona"].description)),
+    )
+
+
+def _small_scenario(draft: pydantic.BaseModel, domain: Domain) -> TaskDraft:
+    """A full `TaskDraft` from a small-model draft: the reason for calling and the known info say
+    what the gold action does and with which values, so the simulated user can ask for exactly it
+    (it can only give the agent what its scenario holds)."""
+    steps = [ActionDraft(name=step.name, arguments=call_arguments(step)) for step in draft.actions]
+    wants, facts = [], []
+    for step in steps:
+        spec = domain.toolkit.tools.get(step.name)
+        what = ((spec.description if spec else "") or step.name.replace("_", " ")).split("\n")[0].rstrip(".")
+        details = ", ".join(f"{k} {json.dumps(v, ensure_ascii=False)}" for k, v in step.arguments.items())
+        wants.append(f"{what[:1].lower()}{what[1:]}" + (f" ({details})" if details else ""))
+        facts += [f"{k}: {v}" for k, v in step.arguments.items()]
+    return TaskDraft(
+        persona=draft.persona,
+        reason_for_call="You want the agent to " + "; then ".join(wants) + ".",
+        known_info="; ".join(dict.fromkeys(facts)),
+        task_instructions=_SMALL_INSTRUCTIONS,
+        actions=steps,
+        communicate_info=[],
+    )

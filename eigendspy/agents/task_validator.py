@@ -36,6 +36,9 @@ class TaskValidator(dspy.Module):
         judge_lm: The LM for the judge; ``None`` uses the caller's context.
         strict: Also reject tasks a null policy passes (do nothing / transfer / reads only earn
             the full reward) — use it for RL task sets, where such tasks pay for doing nothing.
+        use_judge: Ask the LLM judge after execution passes. Off: execution decides alone (the
+            verdict says so) — for LMs too small to judge: SmolLM2-135M answered the same three
+            booleans for a sound task and a nonsense one.
 
     Example:
         ```python
@@ -45,9 +48,10 @@ class TaskValidator(dspy.Module):
         ```
     """
 
-    def __init__(self, judge_lm: dspy.LM | None = None, strict: bool = False) -> None:
+    def __init__(self, judge_lm: dspy.LM | None = None, strict: bool = False, use_judge: bool = True) -> None:
         super().__init__()
         self.strict = strict
+        self.use_judge = use_judge
         self.judge = dspy.Predict(JudgeTask)
         if judge_lm is not None:
             self.judge.set_lm(judge_lm)
@@ -84,6 +88,8 @@ class TaskValidator(dspy.Module):
         report = self._execute(domain, task)
         if not report.passed:
             return self._rejected(report)
+        if not self.use_judge:
+            return _unjudged(report)
         return self._judged(self.judge(**self._inputs(domain, task, plan)), report)
 
     async def aforward(self, domain: Domain, task: Task, plan: PlanPair | str | None = None) -> dspy.Prediction:
@@ -91,4 +97,14 @@ class TaskValidator(dspy.Module):
         report = await asyncio.to_thread(self._execute, domain, task)
         if not report.passed:
             return self._rejected(report)
+        if not self.use_judge:
+            return _unjudged(report)
         return self._judged(await self.judge.acall(**self._inputs(domain, task, plan)), report)
+
+
+NO_JUDGE = "execution only: the LLM judge is off (use_judge=False)"
+
+
+def _unjudged(report: ExecutionReport) -> dspy.Prediction:
+    return dspy.Prediction(verdict=Verdict(passed=True, reasons=[NO_JUDGE], blame="none"), execution=report,
+                           judged=False)

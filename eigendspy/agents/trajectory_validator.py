@@ -43,6 +43,9 @@ class TrajectoryValidator(dspy.Module):
         lm: The LM for the judge; ``None`` uses the caller's context.
         leak_ngram: Consecutive words shared with the task instructions that count as a leak.
         check_invented: Run the invented-values pre-check.
+        use_judge: Ask the LLM judge when no pre-check is decisive. Off: the pre-checks decide
+            (the verdict says so; the engine still requires the checker to pass) — for LMs too
+            small to judge.
 
     Example:
         ```python
@@ -53,12 +56,14 @@ class TrajectoryValidator(dspy.Module):
         ```
     """
 
-    def __init__(self, lm: dspy.LM | None = None, leak_ngram: int = 10, check_invented: bool = True) -> None:
+    def __init__(self, lm: dspy.LM | None = None, leak_ngram: int = 10, check_invented: bool = True,
+                 use_judge: bool = True) -> None:
         super().__init__()
         if leak_ngram < 3:
             raise ValueError(f"leak_ngram must be >= 3 (shorter runs are ordinary phrasing), got {leak_ngram}")
         self.leak_ngram = leak_ngram
         self.check_invented = check_invented
+        self.use_judge = use_judge
         self.judge = dspy.Predict(JudgeTrajectory)
         if lm is not None:
             self.judge.set_lm(lm)
@@ -108,6 +113,8 @@ class TrajectoryValidator(dspy.Module):
         findings = self._findings(domain, task, messages)
         if any(f.decisive for f in findings):
             return self._rejected(findings)
+        if not self.use_judge:
+            return _unjudged(findings)
         raw = self.judge(**self._inputs(domain, task, messages, plan, checker_feedback, findings))
         return self._judged(raw, findings)
 
@@ -122,5 +129,14 @@ class TrajectoryValidator(dspy.Module):
         findings = self._findings(domain, task, messages)
         if any(f.decisive for f in findings):
             return self._rejected(findings)
+        if not self.use_judge:
+            return _unjudged(findings)
         raw = await self.judge.acall(**self._inputs(domain, task, messages, plan, checker_feedback, findings))
         return self._judged(raw, findings)
+
+
+def _unjudged(findings: list[Finding]) -> dspy.Prediction:
+    notes = [f"pre-check note: {f.reason}" for f in findings]
+    verdict = Verdict(passed=True, reasons=["pre-checks only: the LLM judge is off (use_judge=False)", *notes],
+                      blame="none")
+    return dspy.Prediction(verdict=verdict, findings=findings, judged=False)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Literal
 
 import dspy
 
@@ -11,7 +13,12 @@ from eigendspy.agents.transcript import transcript
 from eigendspy.participants import TurnContext
 from eigendspy.signatures.user import UserTurn
 from eigendspy.signatures.user_tools import UserToolTurn
+from eigendspy.task import StructuredUserInstructions, Task
 from eigendspy.trajectory import Message
+
+SMALL_CONFIRM = "Yes, please go ahead."
+SMALL_STOP = "Thank you, that is all. ###STOP###"
+_WANT = re.compile(r"^\s*you want (?:the agent )?to\s+(.+)$", re.I | re.S)
 
 
 class UserSimulator(dspy.Module):
@@ -28,11 +35,17 @@ class UserSimulator(dspy.Module):
             only talks, as before dual control was supported, and an LM (or scripted policy)
             answering without a ``tool_calls`` field keeps working. With it on, every answer of
             the tool predictor must carry ``tool_calls`` (an empty list for a plain message).
+        small_model: Small-model mode (`eigendspy.small_model`), for `respond`: the message is one
+            of a few utterances stated from the scenario (`small_utterances`) — its request, each
+            known fact, a confirmation, a goodbye with ``###STOP###`` — so a tiny model chooses
+            *when* to say what, but cannot invent facts, read its instructions aloud, or parrot the
+            agent. Measured on SmolLM2-135M: free text repeated the agent's greeting and never stopped.
     """
 
-    def __init__(self, lm: dspy.LM | None = None, use_tools: bool = False) -> None:
+    def __init__(self, lm: dspy.LM | None = None, use_tools: bool = False, small_model: bool = False) -> None:
         super().__init__()
         self.use_tools = use_tools
+        self.small_model = small_model
         self.turn = dspy.Predict(UserTurn)
         self.tool_turn = dspy.Predict(UserToolTurn)
         if lm is not None:
@@ -57,6 +70,32 @@ class UserSimulator(dspy.Module):
             if key not in self._tools:
                 self._tools[key] = schema_tools(ctx.tools)
             tools = self._tools[key]
-        pred = await self.acall(scenario=ctx.task.user_scenario.render(),
-                                dialogue=transcript(messages, viewer="user"), tools=tools)
+        inputs = dict(scenario=ctx.task.user_scenario.render(), dialogue=transcript(messages, viewer="user"))
+        if self.small_model and tools is None:
+            options = small_utterances(ctx.task, messages)
+            predictor = self.turn.deepcopy()  # instructions, demos and LM kept; only the output type differs
+            predictor.signature = self.turn.signature.with_updated_fields("message", type_=Literal[tuple(options)])
+            pred = await predictor.acall(**inputs)
+            return Message(role="user", content=str(pred.message))
+        pred = await self.acall(**inputs, tools=tools)
         return prediction_to_message(pred, "user", text_field="message")
+
+
+def small_utterances(task: Task, messages: Sequence[Message]) -> list[str]:
+    """The small-model user's choices now: the request ("You want (the agent) to X" becomes "Please
+    X"), each known fact the request does not already hold, a confirmation, and — once the user has
+    spoken — a goodbye with ``###STOP###``. Each is offered until said; the goodbye stays last."""
+    ins = task.user_scenario.instructions
+    if isinstance(ins, StructuredUserInstructions):
+        reason, known = ins.reason_for_call.strip(), ins.known_info or ""
+    else:
+        reason, known = str(ins).strip(), ""
+    match = _WANT.match(reason)
+    request = f"Please {match.group(1).strip()}" if match else reason
+    facts = [f.strip().rstrip(".") for f in re.split(r"[;\n]", known) if f.strip()]
+    facts = [f"{f}." for f in facts if f.split(":")[-1].strip() not in request]
+    said = {m.content for m in messages if m.role == "user" and m.content}
+    options = [u for u in (request, *facts, SMALL_CONFIRM) if u and u not in said]
+    if said or not options:
+        options.append(SMALL_STOP)
+    return list(dict.fromkeys(options))
