@@ -26,28 +26,7 @@ Instrumentation lives only here: during a run the user's ``respond``, ``Environm
 thread counts, so the checker's replays are the checker's); library code is untouched. With 8 episodes in
 flight these overlap generation (a worker thread), so their share of wall time is an upper bound.
 
-Measured on 2026-11-26 (2 shared cores, load average ~3 from other work throughout; 4.4M-param model,
-4,631-token first prompts, 8 episodes x 3 assistant turns x 48 tokens, GRPO 1 step of 2 tasks x 4 episodes):
-
-    torch threads   c1 tok/s  c8 tok/s  ratio  c1 ep/s  c8 ep/s  ratio  step s  rollout/step  env+checker/step
-    2 (default)*        19.3      13.1   0.68    0.134    0.095   0.71   106.2        61 %          0.007 %
-    2 (default)         23.2      11.2   0.48    0.161    0.081   0.50    91.6        63 %          0.017 %
-    1                   27.1      21.4   0.79    0.188    0.155   0.83   133.6        45 %          0.014 %
-    (* = ``results/rollout_cpu.json``)
-
-  * Batching 8 episodes does *not* raise throughput on CPU; it lowers it. A turn re-prefills the whole
-    dialogue (~4.6-5k tokens; no KV reuse across turns), and prefill is compute-bound, so 8 prompts cost 8x
-    one prompt. Decode is no better at this size: with a 4.6k-token cache a step reads the KV cache of every
-    row (measured 7.7 ms/step at batch 1 vs 57 ms at batch 8, 1 thread), not weights shared by the batch.
-    Padding is not the cause here (0 %: all demo episodes have equal prompt lengths). With 2 OpenMP threads
-    on contended cores small decode ops stall on thread barriers (98.6 ms/step at batch 1), which is why
-    the 2-thread numbers are worse and noisier. Batching pays where weights dominate (a real 0.5B+ model,
-    a GPU) or prompts are short; for long multi-turn prompts the lever is prefix caching (vLLM).
-  * Generation is 99.4-99.8 % of rollout wall time; user + environment + checker together are < 0.02 %
-    of the rollout and of the GRPO step. Oracle episodes (3 real tool calls, checker replay) cost ~1 ms
-    each of environment + checker, 0.006-0.008 % of the step when projected onto it: the 1 % target is met
-    by more than two orders of magnitude (the H200 GPU check found 0.55 % for *all* non-generation
-    rollout time, chat templating and tokenising included, see ``results/gpu_check_h200.json``).
+Measured numbers and what they mean: README.md, "Benchmarks" (raw: ``results/rollout_cpu.json``).
 
 Run: ``python -m benchmarks.bench_rollout [--quick] [--threads N] [--json PATH]``; results go to
 ``benchmarks/results/rollout_cpu.json`` (``--quick``, used by CI, writes only where ``--json`` says).
