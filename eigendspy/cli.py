@@ -114,7 +114,8 @@ def verify(domain: DomainOpt, data: DataOpt = None, split: SplitOpt = None,
 def eval_cmd(
     domain: DomainOpt, data: DataOpt = None, split: SplitOpt = None,
     trials: Annotated[int, typer.Option(help="Trials per task (pass^k for k <= trials)")] = 4,
-    agent: Annotated[str, typer.Option(help="Assistant: oracle | model:DIR | vllm:URL#NAME")] = "oracle",
+    agent: Annotated[str, typer.Option(help="Assistant: oracle | model:DIR | vllm:URL#NAME | lm:ID")] = "oracle",
+    api_base: Annotated[str | None, typer.Option(help="API base of an lm: agent's server")] = None,
     model: Annotated[Path | None, typer.Option(help="Shorthand for --agent model:DIR (model or adapter)")] = None,
     tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer dir of a vllm: agent's model")] = None,
     user: Annotated[str, typer.Option(help="User: oracle | lm:MODEL_ID | model:DIR")] = "oracle",
@@ -151,7 +152,7 @@ def eval_cmd(
         items = [known[t] for t in wanted]
     try:
         assistant = build_assistant(agent, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
-                                    instructions=text, tokenizer=tokenizer)
+                                    instructions=text, tokenizer=tokenizer, api_base=api_base)
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--agent") from exc
     try:

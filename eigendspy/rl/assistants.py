@@ -14,6 +14,8 @@ Specs:
 - ``vllm:<base_url>#<served model name>``: a vLLM OpenAI-compatible server (`VLLMServerBackend`).
   The server returns token ids, so the tokenizer (with its chat template) is loaded locally from
   ``tokenizer=<dir>``: the base model or adapter directory that the server was started from.
+- ``lm:<LiteLLM id>``: any chat-completions API (`eigendspy.chat_api.ChatAPIParticipant`), shown the
+  same `render.agent_chat` messages and tool schemas, with native tool calls (``api_base=`` for a server).
 
 Example::
 
@@ -28,7 +30,7 @@ from typing import Any
 
 from eigendspy.participants import Participant
 
-AGENT_SPECS = "'oracle', 'model:<dir>' or 'vllm:<base_url>#<served model name>'"
+AGENT_SPECS = "'oracle', 'model:<dir>', 'vllm:<base_url>#<served model name>' or 'lm:<LiteLLM model id>'"
 
 
 def build_assistant(
@@ -39,11 +41,12 @@ def build_assistant(
     seed: int,
     instructions: str | None = None,
     tokenizer: str | Path | None = None,
+    api_base: str | None = None,
 ) -> Participant:
     """The assistant participant named by ``spec`` (see the module docstring for the forms).
 
     Args:
-        spec: ``oracle`` | ``model:<dir>`` | ``vllm:<base_url>#<served model name>``.
+        spec: ``oracle`` | ``model:<dir>`` | ``vllm:<base_url>#<served model name>`` | ``lm:<LiteLLM id>``.
         temperature: Sampling temperature of a model agent (0 is greedy decoding).
         max_new_tokens: Most tokens a model agent may generate per turn.
         seed: Base sampling seed (each turn adds the episode seed and step, so trials differ).
@@ -51,6 +54,7 @@ def build_assistant(
             ``<instructions>`` text of the system prompt. Model agents only.
         tokenizer: The served model's tokenizer directory. ``vllm:`` agents only (a ``model:``
             directory carries its own).
+        api_base: Endpoint of an ``lm:`` agent's OpenAI-compatible server.
 
     Raises:
         ValueError: for an unknown or malformed spec, or an option the agent kind cannot use.
@@ -85,6 +89,12 @@ def build_assistant(
                              "from (base model or adapter dir), e.g. `--tokenizer path/to/model`")
         tok = load_tokenizer(tokenizer)
         return _participant(VLLMServerBackend(base_url, served), tok, sampling, instructions)
+    if spec.startswith("lm:"):
+        _no_tokenizer(spec, tokenizer)
+        from eigendspy.chat_api import ChatAPIParticipant
+
+        return ChatAPIParticipant(spec[len("lm:"):], temperature=temperature, max_tokens=max_new_tokens,
+                                  api_base=api_base, instructions=instructions)
     raise ValueError(f"unknown agent {spec!r}: use {AGENT_SPECS}")
 
 
