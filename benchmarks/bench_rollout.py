@@ -21,10 +21,8 @@ What runs (one process, measured side by side with the same model, tasks, episod
   the checker do real work (the random policy rarely calls a tool): their per-episode cost is projected onto
   the GRPO step as a worst case.
 
-Instrumentation lives only here: during a run the user's ``respond``, ``Environment.for_task`` / ``execute`` /
-``sync`` and ``Checker.score`` are wrapped with timers (wall and thread CPU; only the outermost timed call on a
-thread counts, so the checker's replays are the checker's); library code is untouched. With 8 episodes in
-flight these overlap generation (a worker thread), so their share of wall time is an upper bound.
+The user, environment and checker are timed by `benchmarks.rollout_instrument` (library code untouched). With 8
+episodes in flight these overlap generation (a worker thread), so their share of wall time is an upper bound.
 
 Measured numbers and what they mean: README.md, "Benchmarks" (raw: ``results/rollout_cpu.json``).
 
@@ -35,16 +33,13 @@ Run: ``python -m benchmarks.bench_rollout [--quick] [--threads N] [--json PATH]`
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
 import platform
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +47,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import torch  # noqa: E402
 
+from benchmarks.rollout_instrument import CountingBackend, TimedUser, Timers, instrumented  # noqa: E402
 from eigendspy.checkers import Checker  # noqa: E402
-from eigendspy.environment import Environment  # noqa: E402
-from eigendspy.rl.hf_backend import HFBackend  # noqa: E402
 
 __all__ = ["DEFAULTS", "QUICK", "TARGET_FRACTION", "CountingBackend", "Timers", "instrumented", "main", "run_benchmark"]
 
@@ -66,101 +60,6 @@ DEFAULTS: dict[str, Any] = {"episodes": 8, "tasks": 8, "max_new_tokens": 48, "ma
 QUICK: dict[str, Any] = {**DEFAULTS, "episodes": 4, "tasks": 2, "max_new_tokens": 6, "max_steps": 4, "hidden": 32,
                          "layers": 1, "intermediate": 64, "concurrency": (1, 4), "grpo_steps": 1,
                          "num_generations": 2, "tasks_per_step": 1}
-COMPONENTS = ("user", "environment", "checker")
-
-
-# --- instrumentation ------------------------------------------------------------------------------------
-
-
-class Timers:
-    """Wall and thread-CPU seconds per component, from any thread; nested timed calls count once (outermost)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        self.reset()
-
-    def reset(self) -> None:
-        self.wall = dict.fromkeys(COMPONENTS, 0.0)
-        self.cpu = dict.fromkeys(COMPONENTS, 0.0)
-        self.calls = dict.fromkeys(COMPONENTS, 0)
-
-    @contextlib.contextmanager
-    def section(self, name: str) -> Iterator[None]:
-        if getattr(self._local, "active", False):
-            yield
-            return
-        self._local.active = True
-        wall, cpu = time.perf_counter(), time.thread_time()
-        try:
-            yield
-        finally:
-            self._local.active = False
-            with self._lock:
-                self.wall[name] += time.perf_counter() - wall
-                self.cpu[name] += time.thread_time() - cpu
-                self.calls[name] += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"wall_s": dict(self.wall), "cpu_s": dict(self.cpu), "calls": dict(self.calls)}
-
-
-class TimedUser:
-    """Wraps a user participant; its ``respond`` is timed as the ``user`` component.
-
-    Only correct for users that do not await while responding (the oracle user): an awaiting user would
-    let other episodes run inside its timed section.
-    """
-
-    def __init__(self, inner: Any, timers: Timers) -> None:
-        self.inner, self.timers = inner, timers
-
-    async def respond(self, messages: Any, ctx: Any) -> Any:
-        with self.timers.section("user"):
-            return await self.inner.respond(messages, ctx)
-
-
-@contextlib.contextmanager
-def instrumented(timers: Timers) -> Iterator[Timers]:
-    """Time ``Environment.for_task/execute/sync`` and ``Checker.score`` while inside the block; then restore."""
-    patched = [(Environment, "for_task", "environment"), (Environment, "execute", "environment"),
-               (Environment, "sync", "environment"), (Checker, "score", "checker")]
-    saved = [(cls, attr, cls.__dict__[attr]) for cls, attr, _ in patched]
-
-    def timed(fn: Any, name: str) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with timers.section(name):
-                return fn(*args, **kwargs)
-        return wrapper
-
-    try:
-        for (cls, attr, name), (_, _, original) in zip(patched, saved, strict=True):
-            if isinstance(original, classmethod):
-                setattr(cls, attr, classmethod(timed(original.__func__, name)))
-            else:
-                setattr(cls, attr, timed(original, name))
-        yield timers
-    finally:
-        for cls, attr, original in saved:
-            setattr(cls, attr, original)
-
-
-class CountingBackend(HFBackend):
-    """`HFBackend` that also counts the prompt tokens it prefilled and the left padding its batches added.
-
-    Why: on CPU a turn's cost is mostly the prefill of the whole dialogue (the backend keeps no KV cache
-    across turns) and a batch pads every prompt to its longest; these counts explain the c1/c8 ratio.
-    """
-
-    def __init__(self, model: Any, tokenizer: Any, **kwargs: Any) -> None:
-        super().__init__(model, tokenizer, **kwargs)
-        self.stats.update(prompt_tokens=0, padding_tokens=0)
-
-    def generate_batch(self, prompts: list[list[int]], params: Any) -> Any:
-        lengths = [len(p) for p in prompts]
-        self.stats["prompt_tokens"] += sum(lengths)
-        self.stats["padding_tokens"] += max(lengths) * len(lengths) - sum(lengths)
-        return super().generate_batch(prompts, params)
 
 
 # --- setup ----------------------------------------------------------------------------------------------
@@ -168,23 +67,13 @@ class CountingBackend(HFBackend):
 
 def build_model(out: Path, corpus: list[str], hidden: int, layers: int, intermediate: int) -> tuple[Any, Any]:
     """A random Qwen2 over a tokenizer trained on ``corpus`` (the domain's text), saved to ``out``."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tests.tiny_model import build_tokenizer
+    from tests.tiny_model import build_tiny_model
 
-    tok = build_tokenizer(8192, extra_corpus=corpus)
-    heads = max(2, hidden // 64)
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                      num_key_value_heads=max(1, heads // 2), intermediate_size=intermediate,
-                      max_position_embeddings=32768, tie_word_embeddings=True, bos_token_id=None,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(cfg)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return model, tok
+    build_tiny_model(out, vocab_size=8192, extra_corpus=corpus, hidden_size=hidden, num_layers=layers,
+                     intermediate_size=intermediate)
+    return AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
 
 
 def _fractions(parts: dict[str, float], total: float) -> dict[str, float]:

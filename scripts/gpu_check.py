@@ -19,24 +19,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.tiny_model import build_tokenizer  # noqa: E402
+from tests.tiny_model import build_tiny_model  # noqa: E402
 
-
-def build_model(out: Path, corpus: list[str], tiny: bool = False) -> Path:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    tok = build_tokenizer(8192, extra_corpus=corpus)  # trained on the domain's text: realistic prompt lengths
-    size = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128) if tiny else dict(
-        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=5504)
-    cfg = Qwen2Config(vocab_size=len(tok), **size, num_key_value_heads=2, max_position_embeddings=32768,
-                      tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(cfg).to(torch.bfloat16)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+#: ~0.47B parameters (Qwen2.5-0.5B's depth, a smaller vocabulary); the CPU dry run uses the test sizes.
+GPU_SIZE = dict(hidden_size=1024, num_layers=24, intermediate_size=5504)
 
 
 def main() -> None:
@@ -52,7 +38,9 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     domain = get_domain("retail")
     corpus = [domain.policy, json.dumps(domain.tool_schemas("assistant"), indent=2)]
-    model_dir = build_model(work / "model", corpus, tiny=not cuda)  # no GPU: a dry run of the same path
+    # Tokenizer trained on the domain's text (realistic prompt lengths); no GPU: a dry run of the same path.
+    model_dir = build_tiny_model(work / "model", vocab_size=8192, extra_corpus=corpus, dtype=torch.bfloat16,
+                                 **(GPU_SIZE if cuda else {}))
     tasks = retail_demo_tasks(domain, n=8)
     steps = int(os.environ.get("GPU_CHECK_STEPS", "5"))
     config = GRPORunConfig(model=str(model_dir), output_dir=str(work / "grpo"), domain="retail",
