@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from eigendspy.participants import InfrastructureError, TurnContext
-from eigendspy.render import ChatPrompt, agent_chat, user_chat
+from eigendspy.render import ChatPrompt, side_chat
 from eigendspy.trajectory import Message, ToolCall
 
 #: LiteLLM exception class names that mean the provider, not the model, failed.
@@ -50,9 +50,8 @@ class ChatAPIParticipant:
                                        **({"api_base": api_base} if api_base else {}), **(completion_kwargs or {})}
 
     def chat(self, messages: Sequence[Message], ctx: TurnContext) -> ChatPrompt:
-        if self.side == "assistant":
-            return agent_chat(ctx.typed_domain.policy, ctx.tools, messages, instructions=self.instructions)
-        return user_chat(ctx.typed_task.user_scenario.render(), messages, tools=ctx.tools)
+        """What this side sees: the one agent-facing (or user-facing) rendering."""
+        return side_chat(self.side, messages, ctx, instructions=self.instructions)
 
     async def respond(self, messages: Sequence[Message], ctx: TurnContext) -> Message:
         import litellm

@@ -59,11 +59,16 @@ class MalformedToolCall(ValueError):
     """A tool call's arguments are not a JSON object, so the chat template cannot render them."""
 
 
-def training_messages(prompt: ChatPrompt) -> list[dict[str, Any]]:
+def training_messages(prompt: ChatPrompt, *, strict: bool = True) -> list[dict[str, Any]]:
     """The prompt's messages with tool-call ``arguments`` decoded to dicts (what the templates expect).
 
+    Args:
+        strict: Raise on arguments that are not a JSON object (exports skip such dialogues). With
+            ``strict=False`` they become ``{"__raw__": <the text>}``, so a rollout can still show the
+            model its own malformed call.
+
     Raises:
-        MalformedToolCall: if some call's arguments are not a JSON object.
+        MalformedToolCall: if ``strict`` and some call's arguments are not a JSON object.
     """
     out = []
     for message in prompt.messages:
@@ -72,18 +77,27 @@ def training_messages(prompt: ChatPrompt) -> list[dict[str, Any]]:
             calls = []
             for call in message["tool_calls"]:
                 fn = dict(call["function"])
-                args = fn["arguments"]
-                if isinstance(args, str):
-                    try:
-                        args = json.loads(args) if args.strip() else {}
-                    except json.JSONDecodeError as exc:
-                        raise MalformedToolCall(f"tool call {fn['name']!r}: arguments are not JSON: {args!r}") from exc
-                if not isinstance(args, dict):
-                    raise MalformedToolCall(f"tool call {fn['name']!r}: arguments are not a JSON object: {args!r}")
+                try:
+                    args = _json_object(fn["name"], fn["arguments"])
+                except MalformedToolCall:
+                    if strict:
+                        raise
+                    args = {"__raw__": str(fn["arguments"])}
                 calls.append({**call, "function": {**fn, "arguments": args}})
             message["tool_calls"] = calls
         out.append(message)
     return out
+
+
+def _json_object(name: str, args: Any) -> dict[str, Any]:
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise MalformedToolCall(f"tool call {name!r}: arguments are not JSON: {args!r}") from exc
+    if not isinstance(args, dict):
+        raise MalformedToolCall(f"tool call {name!r}: arguments are not a JSON object: {args!r}")
+    return args
 
 
 def _resolver(domains: DomainSource) -> Callable[[str], Domain]:

@@ -82,3 +82,14 @@ def user_chat(
     """The user model's view: guidelines + scenario, the dialogue with roles flipped."""
     system = {"role": "system", "content": user_system_prompt(scenario, with_tools=bool(tools), guidelines=guidelines)}
     return ChatPrompt(messages=[system, *to_openai(list(messages), flip_roles=True)], tools=list(tools))
+
+
+def side_chat(side: str, messages: Sequence[Message], ctx: Any, *, instructions: str | None = None) -> ChatPrompt:
+    """What one side of an episode sees: `agent_chat` for the assistant, `user_chat` for the user model.
+
+    ``ctx`` is the orchestrator's `TurnContext` (its domain's policy, its task's scenario, this side's tools);
+    ``instructions`` (an evolved agent instruction) applies to the assistant side only.
+    """
+    if side == "assistant":
+        return agent_chat(ctx.domain.policy, ctx.tools, messages, instructions=instructions)
+    return user_chat(ctx.task.user_scenario.render(), messages, tools=ctx.tools)

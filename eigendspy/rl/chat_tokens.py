@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from eigendspy.export import MalformedToolCall, training_messages
+from eigendspy.export import training_messages
 from eigendspy.render import ChatPrompt
 from eigendspy.trajectory import Message, ToolCall
 
@@ -32,33 +32,10 @@ class TemplateError(RuntimeError):
 
 
 def render_text(tokenizer: Any, prompt: ChatPrompt, *, add_generation_prompt: bool) -> str:
-    """Render a `ChatPrompt` with the tokenizer's chat template (tool-call arguments as dicts)."""
-    try:
-        messages = training_messages(prompt)
-    except MalformedToolCall:
-        messages = _raw_arguments(prompt.messages)
-    return tokenizer.apply_chat_template(messages, tools=prompt.tools or None, tokenize=False,
-                                         add_generation_prompt=add_generation_prompt)
-
-
-def _raw_arguments(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A malformed call (arguments not a JSON object) is shown to the model as the string it wrote."""
-    out = []
-    for m in messages:
-        m = dict(m)
-        if m.get("tool_calls"):
-            calls = []
-            for c in m["tool_calls"]:
-                args = c["function"]["arguments"]
-                try:
-                    parsed = json.loads(args) if isinstance(args, str) else args
-                except json.JSONDecodeError:
-                    parsed = None
-                args = parsed if isinstance(parsed, dict) else {"__raw__": str(args)}
-                calls.append({**c, "function": {**c["function"], "arguments": args}})
-            m["tool_calls"] = calls
-        out.append(m)
-    return out
+    """Render a `ChatPrompt` with the tokenizer's chat template (tool-call arguments as dicts; a malformed
+    call is shown as the text the model wrote)."""
+    return tokenizer.apply_chat_template(training_messages(prompt, strict=False), tools=prompt.tools or None,
+                                         tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
 def encode(tokenizer: Any, text: str) -> list[int]:

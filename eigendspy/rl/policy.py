@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from eigendspy.participants import TokenTrace, Turn, TurnContext
-from eigendspy.render import ChatPrompt, agent_chat, user_chat
+from eigendspy.render import ChatPrompt, side_chat
 from eigendspy.rl.backend import RolloutBackend, SamplingParams
 from eigendspy.rl.chat_tokens import ChatTokens, parse_completion
 from eigendspy.trajectory import Message
@@ -61,9 +61,7 @@ class ChatModelParticipant:
 
     def chat(self, messages: Sequence[Message], ctx: TurnContext) -> ChatPrompt:
         """What this side sees: the one agent-facing (or user-facing) rendering."""
-        if self.side == "assistant":
-            return agent_chat(ctx.typed_domain.policy, ctx.tools, messages, instructions=self.instructions)
-        return user_chat(ctx.typed_task.user_scenario.render(), messages, tools=ctx.tools)
+        return side_chat(self.side, messages, ctx, instructions=self.instructions)
 
     async def respond(self, messages: Sequence[Message], ctx: TurnContext) -> Turn:
         key = (ctx.typed_task.id, ctx.trial, ctx.seed)
