@@ -157,9 +157,9 @@ class EpisodeRollout:
 
     def close(self) -> None:
         """Finish the prefetched batch (if any) and stop the rollout thread; call after training."""
-        if self._pending is not None:
-            self._pending.cancel() or self._pending.exception()
-            self._pending = None
+        if self._pending is not None and not self._pending.cancel():
+            self._pending.exception()  # already running: wait for it (its batch is discarded)
+        self._pending = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

@@ -30,11 +30,16 @@ class GRPOResult(BaseModel):
     rollouts: list[dict[str, Any]]
 
 
-def load_tasks(config: GRPORunConfig) -> tuple[Any, dict[str, Task]]:
-    """The domain and the RL task pool: an exported ``rl_tasks`` set, or the domain's own tasks."""
+def load_domain(config: GRPORunConfig) -> Any:
+    """The domain the config names, with its tau2 overlay and generator options (the DB the tasks live in)."""
     from eigendspy.domains import get_domain
 
-    domain = get_domain(config.domain, data_dir=config.data_dir, **config.domain_options)
+    return get_domain(config.domain, data_dir=config.data_dir, **config.domain_options)
+
+
+def load_tasks(config: GRPORunConfig) -> tuple[Any, dict[str, Task]]:
+    """The domain and the RL task pool: an exported ``rl_tasks`` set, or the domain's own tasks."""
+    domain = load_domain(config)
     if config.tasks:
         from datasets import load_from_disk
 
@@ -109,10 +114,7 @@ def build_trainer(
     if tasks is None:
         domain, pool = load_tasks(config)
     else:
-        from eigendspy.domains import get_domain
-
-        domain = get_domain(config.domain, data_dir=config.data_dir, **config.domain_options)
-        pool = {t.id: t for t in tasks}
+        domain, pool = load_domain(config), {t.id: t for t in tasks}
     if user is None:
         user = build_user(config.user, api_base=config.user_api_base, seed=config.seed)
     if backend is None and config.backend == "vllm":

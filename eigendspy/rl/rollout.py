@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from eigendspy.checkers import Checker
 from eigendspy.domain import Domain
-from eigendspy.orchestrator import Episode, EpisodeConfig, Orchestrator
+from eigendspy.orchestrator import Episode, EpisodeConfig, Orchestrator, run_sync
 from eigendspy.participants import Participant
 from eigendspy.rl.policy import ChatModelParticipant
 from eigendspy.task import Task
@@ -125,6 +125,4 @@ class EpisodeRunner:
         return list(await asyncio.gather(*(one(t, k) for t, k in jobs)))
 
     def run(self, jobs: Sequence[tuple[Task, int]]) -> list[Episode]:
-        from eigendspy.orchestrator import run_sync
-
         return run_sync(self.arun(jobs))
