@@ -1,7 +1,7 @@
 """Data-engine throughput: LM calls per accepted dialogue, yield per stage, concurrency use, engine CPU.
 
 What runs: the real `DataEngine` (plan -> generate -> validate by execution -> filter -> roll out -> check ->
-validate -> store, fsync per record) on the scripted roles of ``tests/engine/scripted_roles.py`` (real DSPy
+validate -> store, fsync per record) on the scripted roles of ``eigendspy/testing/roles.py`` (real DSPy
 role modules; only the answers are scripted, and each LM request ``asyncio.sleep``s the simulated latency),
 over a mock DB large enough that 64 streams draw (almost) distinct tasks: 600 users x 5 tasks (~1,560
 pending tasks; 40 users gave 56 near-duplicates in 128 drafts, 600 give 1). Scale ``--num-users`` with

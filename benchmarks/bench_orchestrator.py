@@ -3,7 +3,7 @@
 What runs: ``Orchestrator.run_many`` over retail episodes whose assistant and user are the real
 DSPy role modules (`eigendspy.agents.Assistant` / `UserSimulator`: ``dspy.Predict`` over
 signatures carrying the retail policy, the 16 tool schemas as a ``list[dspy.Tool]`` input and
-the dialogue transcript) on `eigendspy.lm.scripted_lm` engines that ``asyncio.sleep`` the
+the dialogue transcript) on `eigendspy.testing.lm.scripted_lm` engines that ``asyncio.sleep`` the
 simulated latency. Only the answers are scripted: prompt formatting, adapter parsing, tool
 execution against the copy-on-write DB and the episode loop are the production code paths.
 The domain is retail over tau2's data (``$EIGENDSPY_TAU2_SHARED`` or ``/work/shared/tau2``:

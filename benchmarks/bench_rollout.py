@@ -1,6 +1,6 @@
 """Rollout throughput of the in-process HF backend on CPU (1 vs 8 episodes in flight) and where a step's time goes.
 
-Why: GRPO's wall time is rollouts plus the update. The HF backend (`eigendspy.rl.hf_backend.HFBackend`) fuses
+Why: GRPO's wall time is rollouts plus the update. The HF backend (`eigendspy.train.backends.hf.HFBackend`) fuses
 the turns of concurrent episodes into one left-padded ``generate``; this measures what that buys on CPU, and
 checks the issue's target that everything *around* generation (user simulator, environment, checker) stays
 under 1 % of a training step.
@@ -9,13 +9,14 @@ What runs (one process, measured side by side with the same model, tasks, episod
 ``max_new_tokens``):
 
 * the model: a random-init Qwen2 (hidden 256, 4 layers, 4.4M parameters: generation, not Python, dominates)
-  over a BPE tokenizer trained on the domain's own policy and tool schemas (`tests.tiny_model.build_tokenizer`,
+  over a BPE tokenizer trained on the domain's own policy and tool schemas
+  (`eigendspy.testing.tiny_model.build_tokenizer`,
   TRL's ``qwen2_5.jinja``), so prompts have realistic lengths (~4.6k tokens: retail's policy + 16 tools);
 * ``rollout/c1`` and ``rollout/c8``: `EpisodeRunner` over the built-in retail domain's demo tasks
-  (`eigendspy.demo.retail_demo_tasks`) with `OracleUser` and the production checker, concurrency 1 and 8.
+  (`eigendspy.domains.retail.demo.retail_demo_tasks`) with `OracleUser` and the production checker, concurrency 1 and 8.
   A random policy almost never stops on its own, so assistant turns sample ``max_new_tokens`` and episodes
   end at ``max_steps``: the two runs do (nearly) the same amount of generation;
-* ``grpo``: a few real GRPO steps (`eigendspy.rl.grpo_run.build_trainer`, LoRA, TRL's trainer, the in-process
+* ``grpo``: a few real GRPO steps (`eigendspy.train.grpo.run.build_trainer`, LoRA, TRL's trainer, the in-process
   backend over the live model) to get the step time the target is stated against;
 * ``oracle``: `OracleAssistant` episodes of the same tasks, whose gold tool calls make the environment and
   the checker do real work (the random policy rarely calls a tool): their per-episode cost is projected onto
@@ -48,7 +49,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import torch  # noqa: E402
 
 from benchmarks.rollout_instrument import CountingBackend, TimedUser, Timers, instrumented  # noqa: E402
-from eigendspy.checkers import Checker  # noqa: E402
+from eigendspy.scoring.checker import Checker  # noqa: E402
 
 __all__ = ["DEFAULTS", "QUICK", "TARGET_FRACTION", "CountingBackend", "Timers", "instrumented", "main", "run_benchmark"]
 
@@ -69,7 +70,7 @@ def build_model(out: Path, corpus: list[str], hidden: int, layers: int, intermed
     """A random Qwen2 over a tokenizer trained on ``corpus`` (the domain's text), saved to ``out``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tests.tiny_model import build_tiny_model
+    from eigendspy.testing.tiny_model import build_tiny_model
 
     build_tiny_model(out, vocab_size=8192, extra_corpus=corpus, hidden_size=hidden, num_layers=layers,
                      intermediate_size=intermediate)
@@ -86,10 +87,10 @@ def _fractions(parts: dict[str, float], total: float) -> dict[str, float]:
 def rollout_run(domain: Any, tasks: list[Any], model: Any, tok: Any, user: Any, timers: Timers, *, episodes: int,
                 concurrency: int, max_new_tokens: int, max_steps: int) -> dict[str, Any]:
     """``episodes`` episodes (tasks cycled) with ``concurrency`` in flight; throughput and time split."""
-    from eigendspy.orchestrator import EpisodeConfig
-    from eigendspy.rl.backend import SamplingParams
-    from eigendspy.rl.policy import ChatModelParticipant
-    from eigendspy.rl.rollout import EmptyEpisode, EpisodeRunner, episode_to_sample
+    from eigendspy.core.orchestrator import EpisodeConfig
+    from eigendspy.train.backends.base import SamplingParams
+    from eigendspy.train.grpo.rollout import EmptyEpisode, EpisodeRunner, episode_to_sample
+    from eigendspy.train.policy import ChatModelParticipant
 
     backend = CountingBackend(model, tok, max_batch=max(16, concurrency))
     policy = ChatModelParticipant(backend, tok, sampling=SamplingParams(temperature=1.0, seed=0,
@@ -129,11 +130,11 @@ def rollout_run(domain: Any, tasks: list[Any], model: Any, tok: Any, user: Any, 
 
 def oracle_run(domain: Any, tasks: list[Any], user: Any, timers: Timers, episodes: int) -> dict[str, Any]:
     """Gold-acting assistant episodes: the environment and checker doing real work, per episode."""
-    from eigendspy.oracle import OracleAssistant
-    from eigendspy.orchestrator import Orchestrator, run_sync
+    from eigendspy.core.oracle import OracleAssistant
+    from eigendspy.core.orchestrator import Orchestrator, run_sync
 
     orch = Orchestrator(domain, OracleAssistant(), TimedUser(user, timers),
-                        checker_factory=lambda t: Checker(domain, t, exclude_nl=True))
+                        checker_factory=Checker.reward_factory(domain))
     jobs = [tasks[i % len(tasks)] for i in range(episodes)]
     timers.reset()
     with instrumented(timers):
@@ -150,8 +151,8 @@ def oracle_run(domain: Any, tasks: list[Any], user: Any, timers: Timers, episode
 def grpo_run(model_dir: Path, tasks: list[Any], user: Any, timers: Timers, s: dict[str, Any],
              work: Path) -> dict[str, Any]:
     """Real GRPO steps on the same model; the step time that the 1 % target is stated against."""
-    from eigendspy.rl.grpo_config import GRPORunConfig
-    from eigendspy.rl.grpo_run import build_trainer
+    from eigendspy.train.grpo.config import GRPORunConfig
+    from eigendspy.train.grpo.run import build_trainer
 
     config = GRPORunConfig(model=str(model_dir), output_dir=str(work / "grpo"), domain="retail",
                            num_generations=s["num_generations"], tasks_per_step=s["tasks_per_step"],
@@ -179,9 +180,9 @@ def grpo_run(model_dir: Path, tasks: list[Any], user: Any, timers: Timers, s: di
 
 def run_benchmark(settings: dict[str, Any], *, log: Any = print) -> dict[str, Any]:
     """Build the model, run both concurrencies, the GRPO steps and the oracle reference; return the record."""
-    from eigendspy.demo import retail_demo_tasks
+    from eigendspy.core.oracle import OracleUser
     from eigendspy.domains import get_domain
-    from eigendspy.oracle import OracleUser
+    from eigendspy.domains.retail.demo import retail_demo_tasks
 
     s = dict(settings)
     started, load_before = time.monotonic(), os.getloadavg()

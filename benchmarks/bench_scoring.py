@@ -27,11 +27,11 @@ import sys
 import time
 from pathlib import Path
 
-from eigendspy.checkers import Checker
+from eigendspy.core.environment import Environment
+from eigendspy.core.oracle import build_trajectory
 from eigendspy.domains import get_domain
-from eigendspy.environment import Environment
-from eigendspy.oracle import build_trajectory
-from eigendspy.verify import mutants
+from eigendspy.scoring.checker import Checker
+from eigendspy.scoring.verify import mutants
 
 TAU2_REPORTED_MS = 457.0
 
@@ -72,7 +72,7 @@ def run(random_mutants: int = 3) -> dict:
     modes = {}
     rewards = {}
     for mode, with_hashes in (("overlay", False), ("full-hash", True)):
-        checkers = {t.id: Checker(domain, t, exclude_nl=True, tau2_compat=True, with_hashes=with_hashes)
+        checkers = {t.id: Checker.for_reward(domain, t, tau2_compat=True, with_hashes=with_hashes)
                     for t in tasks}
         for c in checkers.values():  # per-task gold state: cached, allowed by the benchmark's rules
             c.gold_env()

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.engine_probe import ROLE_NAMES, Probe, RunResult, Timeline
-from eigendspy.records import Usage
+from eigendspy.core.records import Usage
 
 FUNNEL = [("generate", "drafted"), ("validate_task", "validated"), ("filter_task", "passed filters"),
           ("rollout", "rolled out"), ("check", "passed checker"), ("validate_trajectory", "passed validator")]

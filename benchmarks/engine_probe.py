@@ -16,8 +16,9 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from eigendspy.engine import DataEngine, Roles  # noqa: E402
-from eigendspy.records import DialogueRecord, TaskRecord, Usage  # noqa: E402
+from eigendspy.core.records import DialogueRecord, TaskRecord, Usage  # noqa: E402
+from eigendspy.engine.config import Roles  # noqa: E402
+from eigendspy.engine.engine import DataEngine  # noqa: E402
 
 ROLE_NAMES = tuple(f.name for f in fields(Roles))
 

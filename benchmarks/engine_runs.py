@@ -25,11 +25,11 @@ if str(ROOT) not in sys.path:  # the scripted roles live in tests/ (the benchmar
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.engine_probe import BenchEngine, Probe, RunResult, instrument_roles, now, thread_hops  # noqa: E402
-from eigendspy.domain import Domain  # noqa: E402
+from eigendspy.core.domain import Domain  # noqa: E402
 from eigendspy.domains import get_domain  # noqa: E402
-from eigendspy.engine import EngineConfig  # noqa: E402
-from eigendspy.store import RunManifest, RunStore  # noqa: E402
-from tests.engine.scripted_roles import scripted_roles  # noqa: E402
+from eigendspy.engine.config import EngineConfig  # noqa: E402
+from eigendspy.engine.store.store import RunManifest, RunStore  # noqa: E402
+from eigendspy.testing.roles import scripted_roles  # noqa: E402
 
 
 @dataclass

@@ -23,11 +23,11 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy  # noqa: E402
 
 from eigendspy.agents import Assistant, UserSimulator  # noqa: E402
-from eigendspy.domain import Domain  # noqa: E402
+from eigendspy.core.domain import Domain  # noqa: E402
+from eigendspy.core.orchestrator import Orchestrator  # noqa: E402
+from eigendspy.core.task import EvaluationCriteria, StructuredUserInstructions, Task, UserScenario  # noqa: E402
 from eigendspy.domains import get_domain  # noqa: E402
-from eigendspy.lm import ScriptedRequest, ScriptedToolCall, ScriptedToolCalls, scripted_lm  # noqa: E402
-from eigendspy.orchestrator import Orchestrator  # noqa: E402
-from eigendspy.task import EvaluationCriteria, StructuredUserInstructions, Task, UserScenario  # noqa: E402
+from eigendspy.testing.lm import ScriptedRequest, ScriptedToolCall, ScriptedToolCalls, scripted_lm  # noqa: E402
 
 TURNS = 10  # LM calls per episode: 3 user turns, 5 assistant tool-call turns, 2 assistant replies
 WORKER_TIMEOUT_S = 600.0

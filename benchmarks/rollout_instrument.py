@@ -14,9 +14,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from eigendspy.checkers import Checker
-from eigendspy.environment import Environment
-from eigendspy.rl.hf_backend import HFBackend
+from eigendspy.core.environment import Environment
+from eigendspy.scoring.checker import Checker
+from eigendspy.train.backends.hf import HFBackend
 
 __all__ = ["COMPONENTS", "CountingBackend", "TimedUser", "Timers", "instrumented"]
 

@@ -19,18 +19,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.tiny_model import build_tiny_model  # noqa: E402
+from eigendspy.testing.tiny_model import build_tiny_model  # noqa: E402
 
 #: ~0.47B parameters (Qwen2.5-0.5B's depth, a smaller vocabulary); the CPU dry run uses the test sizes.
 GPU_SIZE = dict(hidden_size=1024, num_layers=24, intermediate_size=5504)
 
 
 def main() -> None:
-    from eigendspy.demo import retail_demo_tasks
+    from eigendspy.core.oracle import OracleUser
     from eigendspy.domains import get_domain
-    from eigendspy.oracle import OracleUser
-    from eigendspy.rl.grpo_config import GRPORunConfig
-    from eigendspy.rl.grpo_run import build_trainer
+    from eigendspy.domains.retail.demo import retail_demo_tasks
+    from eigendspy.train.grpo.config import GRPORunConfig
+    from eigendspy.train.grpo.run import build_trainer
 
     out_dir = Path(os.environ.get("OUT", "/tmp/gpu_check"))
     out_dir.mkdir(parents=True, exist_ok=True)

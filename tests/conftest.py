@@ -49,6 +49,6 @@ def tau2_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Qwen2 chat model + local BPE tokenizer with TRL's qwen2_5 template, built once (~4 s)."""
-    from tests.tiny_model import build_tiny_model
+    from eigendspy.testing.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))

@@ -8,9 +8,9 @@ from typing import Any, Optional
 import dspy
 
 from eigendspy.agents.transcript import transcript
-from eigendspy.participants import TurnContext
-from eigendspy.signatures.assistant import AssistantTurn
-from eigendspy.small_model import (
+from eigendspy.core.messages import Message, ToolCall
+from eigendspy.core.participants import TurnContext
+from eigendspy.lm.small_model import (
     Values,
     call_arguments,
     collect_values,
@@ -18,7 +18,7 @@ from eigendspy.small_model import (
     dialogue_grounding,
     tool_call_union,
 )
-from eigendspy.trajectory import Message, ToolCall
+from eigendspy.signatures.assistant import AssistantTurn
 
 
 def schema_tools(schemas: Sequence[dict[str, Any]]) -> list[dspy.Tool]:
@@ -44,7 +44,7 @@ class Assistant(dspy.Module):
 
     Args:
         lm: The LM for this role; ``None`` uses the caller's context.
-        small_model: Small-model mode (`eigendspy.small_model`), for `respond`: each turn's
+        small_model: Small-model mode (`eigendspy.lm.small_model`), for `respond`: each turn's
             ``tool_calls`` output is typed for that turn — one call or null, of a real tool, with its
             required arguments, ids only from those the user said or the tools returned so far (a
             tool whose id is not grounded yet is not offered), enum arguments narrowed to the values

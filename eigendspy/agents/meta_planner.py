@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 import dspy
 
 from eigendspy.agents.synthesis_inputs import render_plans, tool_summary
-from eigendspy.plans import PlanPair
+from eigendspy.core.plans import PlanPair
 from eigendspy.signatures.meta_planner import MetaPlan, PlanDraft
 
 if TYPE_CHECKING:
-    from eigendspy.domain import Domain
+    from eigendspy.core.domain import Domain
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import dspy
 
 from eigendspy.agents.synthesis_inputs import render_failures
-from eigendspy.plans import PlanPair
-from eigendspy.records import Verdict
+from eigendspy.core.plans import PlanPair
+from eigendspy.core.records import Verdict
 from eigendspy.signatures.reflector import ReflectPlan
 
 _PLAN_ID = re.compile(r"^p(\d+)_(\d+)$")

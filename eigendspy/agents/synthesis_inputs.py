@@ -11,13 +11,13 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from eigendspy.plans import PlanPair
-from eigendspy.records import Verdict
-from eigendspy.task import Task
-from eigendspy.trajectory import Message
+from eigendspy.core.messages import Message
+from eigendspy.core.plans import PlanPair
+from eigendspy.core.records import Verdict
+from eigendspy.core.task import Task
 
 if TYPE_CHECKING:
-    from eigendspy.domain import Domain
+    from eigendspy.core.domain import Domain
 
 
 def _first_line(text: str) -> str:

@@ -10,10 +10,8 @@ import dspy
 import pydantic
 
 from eigendspy.agents.synthesis_inputs import all_tool_names, render_feedback, tool_summary
-from eigendspy.plans import PlanPair
-from eigendspy.signatures.task_generator import ActionDraft, GenerateTask, TaskDraft
-from eigendspy.small_model import call_arguments, tool_call_union, values_from_text, write_specs
-from eigendspy.task import (
+from eigendspy.core.plans import PlanPair
+from eigendspy.core.task import (
     DEFAULT_REWARD_BASIS,
     Action,
     Description,
@@ -23,10 +21,12 @@ from eigendspy.task import (
     Task,
     UserScenario,
 )
+from eigendspy.lm.small_model import call_arguments, tool_call_union, values_from_text, write_specs
+from eigendspy.signatures.task_generator import ActionDraft, GenerateTask, TaskDraft
 
 if TYPE_CHECKING:
-    from eigendspy.domain import Domain
-    from eigendspy.tool import ToolSpec
+    from eigendspy.core.domain import Domain
+    from eigendspy.core.tool import ToolSpec
 
 
 class DraftError(ValueError):
@@ -97,15 +97,15 @@ def draft_to_task(
 class TaskGenerator(dspy.Module):
     """Writes one task for a plan from real DB rows; the task carries its own checker criteria.
 
-    The LM writes a `TaskDraft`; the module turns it into an `eigendspy.task.Task` and raises
+    The LM writes a `TaskDraft`; the module turns it into an `eigendspy.core.task.Task` and raises
     `DraftError` (a ``ValueError`` with ``reasons``) when a gold action names a tool the domain
     lacks or the plan does not allow — the engine feeds those reasons back as ``feedback``.
-    Whether the task *executes* is `eigendspy.task_checks.execution_check`'s job.
+    Whether the task *executes* is `eigendspy.scoring.execution.execution_check`'s job.
 
     Args:
         lm: The LM for this role; ``None`` uses the caller's context.
         constrain_tools: Type action names as an enum of the allowed tools (see `_predictor`).
-        small_model: Small-model mode (`eigendspy.small_model`): the model picks one call of an
+        small_model: Small-model mode (`eigendspy.lm.small_model`): the model picks one call of an
             allowed *write* tool, typed per tool (required arguments only, ids from an enum of the
             sampled rows, enum values that change the row) and a persona; the rest of the scenario
             is stated from that call; reward basis, predicates and communicate_info are the defaults.
@@ -115,7 +115,7 @@ class TaskGenerator(dspy.Module):
         gen = TaskGenerator(lm=dspy.LM("openai/gpt-4o-mini"))
         entities = sample_entities(domain, random.Random(0))
         pred = gen(domain=domain, plan=plans[0], entities=entities, task_id="p0_0_t0")
-        pred.task  # eigendspy.task.Task
+        pred.task  # eigendspy.core.task.Task
         ```
     """
 
@@ -208,7 +208,7 @@ _SMALL_INSTRUCTIONS = "Answer briefly, and end the chat once it is done."
 def small_task_draft(specs: Sequence[ToolSpec], entities: str) -> type[pydantic.BaseModel] | None:
     """The small-model draft type for one call: one gold action — a call of one of ``specs`` with its
     required arguments, ids from the rows in ``entities`` and enum values that change the row
-    (`eigendspy.small_model.tool_call_union`) — and a short persona. One action because each further
+    (`eigendspy.lm.small_model.tool_call_union`) — and a short persona. One action because each further
     one is another chance for the small model to be wrong in rollouts too; the rest of the scenario
     is stated from the action (`_small_scenario`), since a 135M model's free text rarely matches the
     action it chose. None when no tool can be grounded in those rows."""

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 import dspy
 
 from eigendspy.agents.synthesis_inputs import render_task, tool_summary
-from eigendspy.plans import PlanPair
-from eigendspy.records import Verdict
+from eigendspy.core.plans import PlanPair
+from eigendspy.core.records import Verdict
+from eigendspy.core.task import Task
+from eigendspy.scoring.execution import ExecutionReport, execution_check
 from eigendspy.signatures.task_validator import JudgeTask
-from eigendspy.task import Task
-from eigendspy.task_checks import ExecutionReport, execution_check
 
 if TYPE_CHECKING:
-    from eigendspy.domain import Domain
+    from eigendspy.core.domain import Domain
 
 _CRITERIA = (
     ("policy_consistent", "the gold actions do not follow the policy"),

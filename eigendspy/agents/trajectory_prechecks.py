@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from eigendspy.task import StructuredUserInstructions, Task
-from eigendspy.trajectory import Message
+from eigendspy.core.messages import Message
+from eigendspy.core.task import StructuredUserInstructions, Task
 
 if TYPE_CHECKING:
-    from eigendspy.domain import Domain
+    from eigendspy.core.domain import Domain
 
 STOP_TOKEN = "###STOP###"
 _WORD = re.compile(r"[a-z0-9']+")

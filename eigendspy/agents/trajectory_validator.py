@@ -9,14 +9,14 @@ import dspy
 
 from eigendspy.agents.synthesis_inputs import full_transcript
 from eigendspy.agents.trajectory_prechecks import Finding, user_findings
-from eigendspy.plans import PlanPair
-from eigendspy.records import Verdict
+from eigendspy.core.messages import Message
+from eigendspy.core.plans import PlanPair
+from eigendspy.core.records import Verdict
+from eigendspy.core.task import Task
 from eigendspy.signatures.trajectory_validator import JudgeTrajectory
-from eigendspy.task import Task
-from eigendspy.trajectory import Message
 
 if TYPE_CHECKING:
-    from eigendspy.domain import Domain
+    from eigendspy.core.domain import Domain
 
 DEFAULT_RUBRIC = "The agent follows the policy, does exactly what the user's request needs, and says what it did."
 _BLAMES = ("none", "task", "assistant", "user")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from eigendspy.trajectory import Message
+from eigendspy.core.messages import Message
 
 
 def transcript(messages: Sequence[Message], *, viewer: str = "assistant") -> str:

@@ -10,11 +10,11 @@ import dspy
 
 from eigendspy.agents.assistant import prediction_to_message, schema_tools
 from eigendspy.agents.transcript import transcript
-from eigendspy.participants import TurnContext
+from eigendspy.core.messages import Message
+from eigendspy.core.participants import TurnContext
+from eigendspy.core.task import StructuredUserInstructions, Task
 from eigendspy.signatures.user import UserTurn
 from eigendspy.signatures.user_tools import UserToolTurn
-from eigendspy.task import StructuredUserInstructions, Task
-from eigendspy.trajectory import Message
 
 SMALL_CONFIRM = "Yes, please go ahead."
 SMALL_STOP = "Thank you, that is all. ###STOP###"
@@ -35,7 +35,7 @@ class UserSimulator(dspy.Module):
             only talks, as before dual control was supported, and an LM (or scripted policy)
             answering without a ``tool_calls`` field keeps working. With it on, every answer of
             the tool predictor must carry ``tool_calls`` (an empty list for a plain message).
-        small_model: Small-model mode (`eigendspy.small_model`), for `respond`: the message is one
+        small_model: Small-model mode (`eigendspy.lm.small_model`), for `respond`: the message is one
             of a few utterances stated from the scenario (`small_utterances`) — its request, each
             known fact, a confirmation, a goodbye with ``###STOP###`` — so a tiny model chooses
             *when* to say what, but cannot invent facts, read its instructions aloud, or parrot the

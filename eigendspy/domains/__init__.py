@@ -6,7 +6,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from eigendspy.domain import Domain
+from eigendspy.core.domain import Domain
 
 BUILTIN = ("mock", "retail", "airline", "telecom")
 

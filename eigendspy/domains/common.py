@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eigendspy.domain import ToolError, tool
+from eigendspy.core.domain import ToolError, tool
 from eigendspy.domains.calculator import CalculationError, calculate_text
 
 

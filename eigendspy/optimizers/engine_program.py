@@ -18,11 +18,11 @@ import dspy
 
 from eigendspy.agents import Assistant, UserSimulator
 from eigendspy.agents.task_generator import DraftError, TaskGenerator
-from eigendspy.domain import Domain
+from eigendspy.core.domain import Domain
+from eigendspy.core.orchestrator import EpisodeConfig
 from eigendspy.optimizers.metrics import Metric, assistant_metric, user_simulator_metric
-from eigendspy.optimizers.programs import EPISODE_CONFIG, _episode, _Frozen
-from eigendspy.orchestrator import EpisodeConfig
-from eigendspy.task_checks import execution_check
+from eigendspy.optimizers.programs import EPISODE_CONFIG, FrozenContext, play_episode
+from eigendspy.scoring.execution import execution_check
 
 ROLE_PREFIXES = {"generator": "generator.", "assistant": "assistant.", "user": "user."}
 
@@ -42,7 +42,7 @@ class EngineProgram(dspy.Module):
         self.generator = generator or TaskGenerator()
         self.assistant = assistant or Assistant()
         self.user = user or UserSimulator()
-        self._frozen = _Frozen(domain, None, config or EPISODE_CONFIG)  # type: ignore[arg-type]
+        self._frozen = FrozenContext(domain, None, config or EPISODE_CONFIG)  # type: ignore[arg-type]
 
     def forward(self, plan: Any, entities: str, task_id: str) -> dspy.Prediction:
         """Returns ``Prediction(task, errors, episode, check)``; an invalid task stops before the rollout."""
@@ -54,7 +54,7 @@ class EngineProgram(dspy.Module):
         report = execution_check(domain, task)
         if not report.passed:
             return dspy.Prediction(task=task, errors=list(report.reasons), episode=None, check=None)
-        episode = _episode(self._frozen, self.assistant, self.user, task)
+        episode = play_episode(self._frozen, self.assistant, self.user, task)
         return dspy.Prediction(task=task, errors=[], episode=episode.episode, check=episode.check)
 
 

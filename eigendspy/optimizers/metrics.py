@@ -21,24 +21,24 @@ from typing import TYPE_CHECKING, Any
 import dspy
 
 from eigendspy.agents.trajectory_prechecks import user_findings
-from eigendspy.checkers import Checker
-from eigendspy.environment import Environment
+from eigendspy.core.environment import Environment
+from eigendspy.core.oracle import build_trajectory
+from eigendspy.core.orchestrator import Episode
+from eigendspy.core.task import Task
+from eigendspy.engine.filters import DuplicateFilter
 from eigendspy.optimizers.programs import (  # noqa: F401 (re-export)
     EPISODE_CONFIG,
     AssistantEpisode,
+    FrozenContext,
     TaskGeneration,
     UserEpisode,
-    _episode,
-    _Frozen,
+    play_episode,
 )
-from eigendspy.oracle import build_trajectory
-from eigendspy.orchestrator import Episode
-from eigendspy.task import Task
-from eigendspy.task_checks import execution_check
-from eigendspy.task_filters import DuplicateFilter
+from eigendspy.scoring.checker import Checker
+from eigendspy.scoring.execution import execution_check
 
 if TYPE_CHECKING:
-    from eigendspy.domain import Domain
+    from eigendspy.core.domain import Domain
 
 Metric = Callable[..., Any]
 """``metric(gold, pred, trace=None, pred_name=None, pred_trace=None) -> dspy.Prediction | float``."""
@@ -127,7 +127,7 @@ def _check_of(pred: Any, domain: Domain, gold: Any) -> Any:
     check = getattr(pred, "check", None)
     if check is None and getattr(pred, "episode", None) is not None:
         ep: Episode = pred.episode
-        check = Checker(domain, gold.task, exclude_nl=True).score(ep.messages, ep.termination_reason)
+        check = Checker.for_reward(domain, gold.task).score(ep.messages, ep.termination_reason)
     return check
 
 
@@ -248,7 +248,7 @@ def planted_trajectory_items(domain: Domain, tasks: Iterable[Task], *,
     """
     items = []
     for task in tasks:
-        checker = Checker(domain, task, exclude_nl=True)
+        checker = Checker.for_reward(domain, task)
         writes = [i for i, a in enumerate(task.gold_actions)
                   if a.requestor == "assistant" and domain.toolkit.mutates_state(a.name)]
         variants = [(list(task.gold_actions), "none")]

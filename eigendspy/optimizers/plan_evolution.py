@@ -31,13 +31,14 @@ import dspy
 from pydantic import BaseModel, Field
 
 from eigendspy.agents.reflector import Reflector
-from eigendspy.diversity import DiversityReport, mean_pairwise_jaccard
-from eigendspy.domain import Domain
-from eigendspy.engine import DataEngine, EngineConfig, Roles
-from eigendspy.orchestrator import run_sync
-from eigendspy.plans import PlanPair
-from eigendspy.records import DialogueRecord, TaskRecord, Verdict
-from eigendspy.store import RunManifest, RunStore, atomic_write_text
+from eigendspy.core.domain import Domain
+from eigendspy.core.orchestrator import run_sync
+from eigendspy.core.plans import PlanPair
+from eigendspy.core.records import DialogueRecord, TaskRecord, Verdict
+from eigendspy.engine.config import EngineConfig, Roles
+from eigendspy.engine.diversity import DiversityReport, mean_pairwise_jaccard
+from eigendspy.engine.engine import DataEngine
+from eigendspy.engine.store.store import RunManifest, RunStore, atomic_write_text
 
 __all__ = ["BlankReasonsReflector", "PlanEvolutionReport", "PlanNode", "RoundStats", "StreamRound",
            "evolve_plans", "plan_evolution_report", "with_reflector_instructions"]

@@ -16,33 +16,33 @@ import dspy
 from eigendspy.agents.assistant import Assistant
 from eigendspy.agents.task_generator import DraftError, TaskGenerator
 from eigendspy.agents.user_simulator import UserSimulator
-from eigendspy.checkers import Checker
-from eigendspy.oracle import OracleAssistant, OracleUser
-from eigendspy.orchestrator import Episode, EpisodeConfig, Orchestrator, run_sync
-from eigendspy.participants import Participant
-from eigendspy.task import Task
+from eigendspy.core.oracle import OracleAssistant, OracleUser
+from eigendspy.core.orchestrator import Episode, EpisodeConfig, Orchestrator, run_sync
+from eigendspy.core.participants import Participant
+from eigendspy.core.task import Task
+from eigendspy.scoring.checker import Checker
 
 if TYPE_CHECKING:
-    from eigendspy.domain import Domain
+    from eigendspy.core.domain import Domain
 
 EPISODE_CONFIG = EpisodeConfig(max_steps=40, max_errors=5)
 """Tighter limits than tau2's for optimization: a looping candidate prompt fails fast."""
 
 
-class _Frozen:
+class FrozenContext:
     """Holds what a program uses but must neither optimize nor deep-copy (domain, partner, limits)."""
 
     def __init__(self, domain: Domain, partner: Participant, config: EpisodeConfig) -> None:
         self.domain, self.partner, self.config = domain, partner, config
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Frozen:
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenContext:
         return self  # optimizers copy programs per candidate; the shared DB and partner stay shared
 
 
-def _episode(frozen: _Frozen, assistant: Participant, user: Participant, task: Task) -> dspy.Prediction:
+def play_episode(frozen: FrozenContext, assistant: Participant, user: Participant, task: Task) -> dspy.Prediction:
     domain = frozen.domain
     orchestrator = Orchestrator(domain, assistant, user, config=frozen.config,
-                                checker_factory=lambda t: Checker(domain, t, exclude_nl=True))
+                                checker_factory=Checker.reward_factory(domain))
     episode: Episode = run_sync(orchestrator.run(task))
     return dspy.Prediction(episode=episode, check=episode.check)
 
@@ -71,7 +71,7 @@ class AssistantEpisode(dspy.Module):
                  config: EpisodeConfig | None = None) -> None:
         super().__init__()
         self.assistant = assistant or Assistant()
-        self._frozen = _Frozen(domain, user or OracleUser(), config or EPISODE_CONFIG)
+        self._frozen = FrozenContext(domain, user or OracleUser(), config or EPISODE_CONFIG)
 
     @property
     def evolved_role(self) -> tuple[str, dspy.Module]:
@@ -79,7 +79,7 @@ class AssistantEpisode(dspy.Module):
 
     def forward(self, task: Task) -> dspy.Prediction:
         """Returns ``Prediction(episode: Episode, check: CheckResult)``."""
-        return _episode(self._frozen, self.assistant, self._frozen.partner, task)
+        return play_episode(self._frozen, self.assistant, self._frozen.partner, task)
 
 
 class UserEpisode(dspy.Module):
@@ -93,7 +93,7 @@ class UserEpisode(dspy.Module):
                  config: EpisodeConfig | None = None) -> None:
         super().__init__()
         self.user = user or UserSimulator()
-        self._frozen = _Frozen(domain, assistant or OracleAssistant(), config or EPISODE_CONFIG)
+        self._frozen = FrozenContext(domain, assistant or OracleAssistant(), config or EPISODE_CONFIG)
 
     @property
     def evolved_role(self) -> tuple[str, dspy.Module]:
@@ -101,7 +101,7 @@ class UserEpisode(dspy.Module):
 
     def forward(self, task: Task) -> dspy.Prediction:
         """Returns ``Prediction(episode: Episode, check: CheckResult)``."""
-        return _episode(self._frozen, self._frozen.partner, self.user, task)
+        return play_episode(self._frozen, self._frozen.partner, self.user, task)
 
 
 class TaskGeneration(dspy.Module):
@@ -114,7 +114,7 @@ class TaskGeneration(dspy.Module):
     def __init__(self, domain: Domain, generator: TaskGenerator | None = None) -> None:
         super().__init__()
         self.generator = generator or TaskGenerator()
-        self._frozen = _Frozen(domain, OracleUser(), EPISODE_CONFIG)
+        self._frozen = FrozenContext(domain, OracleUser(), EPISODE_CONFIG)
 
     @property
     def evolved_role(self) -> tuple[str, dspy.Module]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from eigendspy.store import RunStore, RunSummary
+from eigendspy.engine.store.store import RunStore, RunSummary
 
 __all__ = ["RunYield", "effect_of"]
 

@@ -31,11 +31,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from eigendspy.domain import Domain
-from eigendspy.engine import DataEngine, EngineConfig, Roles
+from eigendspy.core.domain import Domain
+from eigendspy.core.orchestrator import run_sync
+from eigendspy.engine.config import EngineConfig, Roles
+from eigendspy.engine.engine import DataEngine
+from eigendspy.engine.store.store import RunManifest, RunStore, RunSummary
 from eigendspy.optimizers.run_yield import RunYield, effect_of
-from eigendspy.orchestrator import run_sync
-from eigendspy.store import RunManifest, RunStore, RunSummary
 
 __all__ = ["FailureStats", "FloatBounds", "IntBounds", "RunYield", "WorkflowBounds", "WorkflowChange",
            "WorkflowEvolutionReport", "WorkflowStep", "apply_changes", "apply_to_roles", "evolve_workflow",

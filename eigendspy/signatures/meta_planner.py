@@ -5,7 +5,7 @@ from __future__ import annotations
 import dspy
 from pydantic import BaseModel, ConfigDict
 
-from eigendspy.plans import EvaluationPlan, SynthesisPlan
+from eigendspy.core.plans import EvaluationPlan, SynthesisPlan
 
 
 class PlanDraft(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any
 import dspy
 from pydantic import BaseModel, ConfigDict, Field
 
-from eigendspy.task import DEFAULT_REWARD_BASIS, RewardType
+from eigendspy.core.task import DEFAULT_REWARD_BASIS, RewardType
 
 
 class ActionDraft(BaseModel):
@@ -20,7 +20,7 @@ class ActionDraft(BaseModel):
 
 
 class TaskDraft(BaseModel):
-    """A task as a model writes it; `TaskGenerator` turns it into an `eigendspy.task.Task`."""
+    """A task as a model writes it; `TaskGenerator` turns it into an `eigendspy.core.task.Task`."""
 
     model_config = ConfigDict(extra="forbid")
 

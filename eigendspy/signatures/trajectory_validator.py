@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dspy
 
-from eigendspy.records import Blame
+from eigendspy.core.records import Blame
 
 
 class JudgeTrajectory(dspy.Signature):

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from eigendspy.domains import get_domain
-from eigendspy.entities import render_row, sample_entities
+from eigendspy.engine.entities import render_row, sample_entities
 
 
 def _rows(text: str) -> dict[str, list[dict]]:

@@ -8,10 +8,10 @@ import dspy
 
 from eigendspy.agents import MetaPlanner
 from eigendspy.agents.meta_planner import assign_plans
+from eigendspy.core.plans import EvaluationPlan, PlanPair, SynthesisPlan
 from eigendspy.domains import get_domain
-from eigendspy.lm import scripted_lm
-from eigendspy.plans import EvaluationPlan, PlanPair, SynthesisPlan
 from eigendspy.signatures.meta_planner import PlanDraft
+from eigendspy.testing.lm import scripted_lm
 
 
 def draft(intent: str, complexity: str = "single_action", edge: str = "none") -> dict:

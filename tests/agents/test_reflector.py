@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from eigendspy.agents import Reflector
-from eigendspy.lm import scripted_lm
-from eigendspy.plans import EvaluationPlan, PlanPair, SynthesisPlan
-from eigendspy.records import Verdict
+from eigendspy.core.plans import EvaluationPlan, PlanPair, SynthesisPlan
+from eigendspy.core.records import Verdict
+from eigendspy.testing.lm import scripted_lm
 
 PARENT = PlanPair(
     plan_id="p0_2",

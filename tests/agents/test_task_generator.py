@@ -8,12 +8,12 @@ import random
 import pytest
 
 from eigendspy.agents import DraftError, TaskGenerator
+from eigendspy.core.plans import EvaluationPlan, PlanPair, SynthesisPlan
+from eigendspy.core.task import RewardType, Task
 from eigendspy.domains import get_domain
-from eigendspy.entities import sample_entities
-from eigendspy.lm import scripted_lm
-from eigendspy.plans import EvaluationPlan, PlanPair, SynthesisPlan
-from eigendspy.task import RewardType, Task
-from eigendspy.task_checks import execution_check
+from eigendspy.engine.entities import sample_entities
+from eigendspy.scoring.execution import execution_check
+from eigendspy.testing.lm import scripted_lm
 
 PLAN = PlanPair(
     plan_id="p0_1",

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from eigendspy.agents import TaskValidator
+from eigendspy.core.records import Verdict
+from eigendspy.core.task import Action
 from eigendspy.domains import get_domain
-from eigendspy.lm import scripted_lm
-from eigendspy.records import Verdict
-from eigendspy.task import Action
+from eigendspy.testing.lm import scripted_lm
 
 OK = {"policy_consistent": True, "solvable": True, "scenario_sufficient": True, "reasons": []}
 

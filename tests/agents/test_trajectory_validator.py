@@ -7,12 +7,12 @@ import asyncio
 import pytest
 
 from eigendspy.agents import TrajectoryValidator
+from eigendspy.core.environment import Environment
+from eigendspy.core.messages import Message, ToolCall
+from eigendspy.core.oracle import build_trajectory
+from eigendspy.core.plans import EvaluationPlan, PlanPair, SynthesisPlan
 from eigendspy.domains import get_domain
-from eigendspy.environment import Environment
-from eigendspy.lm import scripted_lm
-from eigendspy.oracle import build_trajectory
-from eigendspy.plans import EvaluationPlan, PlanPair, SynthesisPlan
-from eigendspy.trajectory import Message, ToolCall
+from eigendspy.testing.lm import scripted_lm
 
 PLAN = PlanPair(
     plan_id="p0_0",

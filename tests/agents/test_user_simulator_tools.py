@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from eigendspy.agents import Assistant, UserSimulator
-from eigendspy.checkers import Checker
+from eigendspy.core.messages import TerminationReason
+from eigendspy.core.orchestrator import Orchestrator
 from eigendspy.domains import get_domain
-from eigendspy.lm import ScriptedToolCall, ScriptedToolCalls, scripted_lm
-from eigendspy.orchestrator import Orchestrator
-from eigendspy.trajectory import TerminationReason
+from eigendspy.scoring.checker import Checker
+from eigendspy.testing.lm import ScriptedToolCall, ScriptedToolCalls, scripted_lm
 
 
 def test_user_checks_its_device_then_talks(tau2_dir):
@@ -31,7 +31,7 @@ def test_user_checks_its_device_then_talks(tau2_dir):
 
     user = UserSimulator(lm=scripted_lm(user_policy), use_tools=True)
     orch = Orchestrator(domain, Assistant(lm=scripted_lm(assistant_policy)), user,
-                        checker_factory=lambda t: Checker(domain, t, exclude_nl=True))
+                        checker_factory=Checker.reward_factory(domain))
     ep = asyncio.run(orch.run(domain.task("update_task_1")))
     assert ep.termination_reason is TerminationReason.USER_STOP
     user_calls = [c for m in ep.messages if m.role == "user" for c in (m.tool_calls or [])]

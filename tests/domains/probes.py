@@ -14,11 +14,11 @@ from collections.abc import Callable
 from itertools import groupby
 from pathlib import Path
 
-from eigendspy.domain import Domain
-from eigendspy.environment import Environment
-from eigendspy.ids import IdSource
-from eigendspy.task import EnvFunctionCall
-from eigendspy.trajectory import ToolCall
+from eigendspy.core.domain import Domain
+from eigendspy.core.environment import Environment
+from eigendspy.core.ids import IdSource
+from eigendspy.core.messages import ToolCall
+from eigendspy.core.task import EnvFunctionCall
 
 PYTHON_ERROR_MARKERS = (
     "missing 1 required", "missing 2 required", "missing 3 required", "required positional argument",

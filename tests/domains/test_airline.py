@@ -12,14 +12,14 @@ from datetime import timedelta
 
 import pytest
 
+from eigendspy.core.environment import Environment
+from eigendspy.core.state import tau2_hash
+from eigendspy.core.task import load_tasks
 from eigendspy.domains import get_domain
 from eigendspy.domains.airline import generate_db, load_domain, rules
 from eigendspy.domains.airline.db import FlightDateStatusAvailable, FlightDB, GiftCard, Payment, Reservation
 from eigendspy.domains.airline.write_tools import NEW_CERTIFICATE_IDS
-from eigendspy.environment import Environment
-from eigendspy.interop.tau2_data import DataError
-from eigendspy.state import tau2_hash
-from eigendspy.task import load_tasks
+from eigendspy.domains.tau2_data import DataError
 from tests.domains.probes import replay_probes
 
 SYNTHETIC_HASH = "0779ed206eb1af6d1964336f3e0a65c173d849aa693b464faf74dfd56f010fff"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from eigendspy.core.environment import Environment
+from eigendspy.core.messages import ToolCall
 from eigendspy.domains import get_domain
 from eigendspy.domains.mock import generate_db
-from eigendspy.environment import Environment
-from eigendspy.trajectory import ToolCall
 from tests.domains.probes import replay_probes
 
 

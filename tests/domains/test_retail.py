@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from eigendspy.core.environment import Environment
+from eigendspy.core.messages import ToolCall
 from eigendspy.domains.calculator import CalculationError, evaluate
 from eigendspy.domains.retail import generate_db, load_domain
 from eigendspy.domains.retail.db import RetailDB
-from eigendspy.environment import Environment
-from eigendspy.trajectory import ToolCall
 
 TAU2 = Path(__file__).resolve().parents[3] / "shared" / "tau2"
 RETAIL = TAU2 / "retail"

@@ -16,19 +16,19 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from eigendspy.checkers import Checker
 from eigendspy.cli import app
+from eigendspy.core.environment import Environment
+from eigendspy.core.ids import IdSource
+from eigendspy.core.messages import Message, TerminationReason, ToolCall
+from eigendspy.core.oracle import OracleAssistant, OracleUser
+from eigendspy.core.orchestrator import Orchestrator
+from eigendspy.core.state import tau2_hash
+from eigendspy.core.task import EnvFunctionCall
 from eigendspy.domains import get_domain
 from eigendspy.domains import telecom as telecom_package
 from eigendspy.domains.telecom import compose_policy
 from eigendspy.domains.telecom.generator import check_consistency, generate_db, generate_user_db
-from eigendspy.environment import Environment
-from eigendspy.ids import IdSource
-from eigendspy.oracle import OracleAssistant, OracleUser
-from eigendspy.orchestrator import Orchestrator
-from eigendspy.state import tau2_hash
-from eigendspy.task import EnvFunctionCall
-from eigendspy.trajectory import Message, TerminationReason, ToolCall
+from eigendspy.scoring.checker import Checker
 from tests.domains.probes import replay_probes
 
 # tau2 runs no sync on the gold env after the gold actions; these four tasks' gold user DBs
@@ -156,7 +156,7 @@ def test_rewards_component_by_component(domain, records):
             if "messages" not in traj:
                 continue  # drop_last_write skipped: the task has no write action
             messages = [Message.model_validate(m) for m in traj["messages"]]
-            result = Checker(domain, task, exclude_nl=True, tau2_compat=True, with_hashes=True).score(messages)
+            result = Checker.for_reward(domain, task, tau2_compat=True, with_hashes=True).score(messages)
             where = (task.id, name)
             assert result.reward == traj["reward"], where
             assert _components(result.to_tau2()) == _components(traj["reward_info"]), where
@@ -175,7 +175,7 @@ def _oracle_episodes(domain, records, tau2_compat: bool):
         OracleAssistant(),
         OracleUser(),
         tau2_compat=tau2_compat,
-        checker_factory=lambda t: Checker(domain, t, exclude_nl=True, tau2_compat=tau2_compat, with_hashes=True),
+        checker_factory=lambda t: Checker.for_reward(domain, t, tau2_compat=tau2_compat, with_hashes=True),
     )
     return asyncio.run(orch.run_many(tasks, trials=1, concurrency=8))
 

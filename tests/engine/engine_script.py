@@ -12,9 +12,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from eigendspy.domains import get_domain  # noqa: E402
-from eigendspy.engine import DataEngine  # noqa: E402
-from eigendspy.store import RunManifest, RunStore  # noqa: E402
-from tests.engine.scripted_roles import scripted_roles  # noqa: E402
+from eigendspy.engine.engine import DataEngine  # noqa: E402
+from eigendspy.engine.store.store import RunManifest, RunStore  # noqa: E402
+from eigendspy.testing.roles import scripted_roles  # noqa: E402
 from tests.engine.test_engine import CONFIG  # noqa: E402
 
 

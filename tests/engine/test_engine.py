@@ -8,9 +8,10 @@ import math
 import pytest
 
 from eigendspy.domains import get_domain
-from eigendspy.engine import DataEngine, EngineConfig
-from eigendspy.store import RunManifest, RunStore
-from tests.engine.scripted_roles import scripted_roles
+from eigendspy.engine.config import EngineConfig
+from eigendspy.engine.engine import DataEngine
+from eigendspy.engine.store.store import RunManifest, RunStore
+from eigendspy.testing.roles import scripted_roles
 
 
 def big_mock():
@@ -96,7 +97,7 @@ def test_synthesized_data_exports_and_trains_two_sft_steps(tmp_path, tau2_dir, t
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from eigendspy.export import export_run
+    from eigendspy.engine.export import export_run
 
     domain = get_domain(name, data_dir=tau2_dir / name) if name == "retail" else big_mock()
     cfg = EngineConfig(domain=name, streams=2, rounds=1, tasks_per_round=1, episodes_per_task=1)

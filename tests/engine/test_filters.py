@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from eigendspy.diversity import diversity_report, jaccard, mean_pairwise_jaccard
+from eigendspy.core.plans import EvaluationPlan, PlanPair, SynthesisPlan
+from eigendspy.core.task import Action, EvaluationCriteria, Task, UserScenario
 from eigendspy.domains import get_domain
-from eigendspy.plans import EvaluationPlan, PlanPair, SynthesisPlan
-from eigendspy.resilience import CallFailedError, CircuitBreaker, LMUnavailableError, call_with_retries
-from eigendspy.task import Action, EvaluationCriteria, Task, UserScenario
-from eigendspy.task_filters import DuplicateFilter, HeldOutFilter, entity_ids, write_signature
+from eigendspy.engine.diversity import diversity_report, jaccard, mean_pairwise_jaccard
+from eigendspy.engine.filters import DuplicateFilter, HeldOutFilter, entity_ids, write_signature
+from eigendspy.lm.resilience import CallFailedError, CircuitBreaker, LMUnavailableError, call_with_retries
 
 
 def _task(task_id: str, *actions: tuple[str, dict]) -> Task:

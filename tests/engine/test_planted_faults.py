@@ -7,9 +7,9 @@ import re
 import pytest
 
 from eigendspy.domains import get_domain
-from eigendspy.engine import EngineConfig
-from eigendspy.store import RunStore
-from tests.engine import scripted_roles as sr
+from eigendspy.engine.config import EngineConfig
+from eigendspy.engine.store.store import RunStore
+from eigendspy.testing import roles as sr
 from tests.engine.test_engine import big_mock, run_engine
 
 ONE = EngineConfig(domain="mock", streams=1, rounds=1, tasks_per_round=1, episodes_per_task=1, max_repairs=0)
@@ -132,7 +132,7 @@ def test_premature_stop_before_the_write(tmp_path):
 
 @pytest.mark.parametrize("down_roles", [("planner", "generator"), ("generator",)])
 def test_unreachable_lm_stops_early_with_one_message(tmp_path, down_roles):
-    from eigendspy.resilience import LMUnavailableError
+    from eigendspy.lm.resilience import LMUnavailableError
 
     calls = {"n": 0}
 

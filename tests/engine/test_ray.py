@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
-from eigendspy.engine import DataEngine, EngineConfig
-from eigendspy.scripted_roles import scripted_roles
-from eigendspy.store import RunManifest, RunStore
+from eigendspy.engine.config import EngineConfig
+from eigendspy.engine.engine import DataEngine
+from eigendspy.engine.store.store import RunManifest, RunStore
+from eigendspy.testing.roles import scripted_roles
 from tests.engine.test_engine import accepted_set, big_mock, run_engine
 
 ray = pytest.importorskip("ray")
@@ -22,7 +23,7 @@ def local_cluster():
 
 
 def test_ray_pool_matches_local_run(tmp_path, local_cluster):
-    from eigendspy.engine_ray import RayWorkerPool
+    from eigendspy.engine.ray import RayWorkerPool
 
     cfg = EngineConfig(domain="mock", streams=2, rounds=1, tasks_per_round=2, episodes_per_task=1, seed=3)
     local, _ = run_engine(tmp_path, big_mock(), cfg, name="local")

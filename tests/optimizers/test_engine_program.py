@@ -6,16 +6,16 @@ import random
 
 import dspy
 
+import eigendspy.testing.optimizers as il
 from eigendspy.agents import Assistant, UserSimulator
 from eigendspy.agents.task_generator import TaskGenerator
 from eigendspy.domains import get_domain
-from eigendspy.entities import sample_entities
-from eigendspy.lm import scripted_lm
+from eigendspy.engine.entities import sample_entities
 from eigendspy.optimizers import evolve
-from eigendspy.optimizers import scripted as il
 from eigendspy.optimizers.engine_program import EngineProgram, per_role_metric
-from eigendspy.scripted_roles import generator as generator_policy
-from eigendspy.scripted_roles import planner as planner_policy
+from eigendspy.testing.lm import scripted_lm
+from eigendspy.testing.roles import generator as generator_policy
+from eigendspy.testing.roles import planner as planner_policy
 
 
 def _examples(domain, n, offset=0):

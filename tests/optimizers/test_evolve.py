@@ -8,14 +8,14 @@ import json
 import dspy
 import pytest
 
+import eigendspy.testing.optimizers as il
 from eigendspy.agents import Assistant, UserSimulator
 from eigendspy.domains import get_domain
 from eigendspy.domains.mock import generate_db
-from eigendspy.lm import scripted_lm
-from eigendspy.optimizers import scripted as il
 from eigendspy.optimizers.evolve import evolve, load_compiled
 from eigendspy.optimizers.metrics import AssistantEpisode, assistant_metric
 from eigendspy.optimizers.report import EvolveReport
+from eigendspy.testing.lm import scripted_lm
 from tests.optimizers.test_metrics import mark_done
 
 TRAIN = il.refund_examples(6)

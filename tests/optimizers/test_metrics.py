@@ -8,13 +8,12 @@ import random
 import dspy
 import pytest
 
-from eigendspy import scripted_roles as sr
 from eigendspy.agents import Assistant, TaskGenerator, TrajectoryValidator, UserSimulator
 from eigendspy.agents.task_generator import draft_to_task
+from eigendspy.core.task import Task
 from eigendspy.domains import get_domain
 from eigendspy.domains.mock import generate_db
-from eigendspy.entities import sample_entities
-from eigendspy.lm import ScriptedToolCall, ScriptedToolCalls, scripted_lm
+from eigendspy.engine.entities import sample_entities
 from eigendspy.optimizers.metrics import (
     AssistantEpisode,
     TaskGeneration,
@@ -29,7 +28,8 @@ from eigendspy.optimizers.metrics import (
     validator_calibration_metric,
 )
 from eigendspy.signatures.task_generator import ActionDraft, TaskDraft
-from eigendspy.task import Task
+from eigendspy.testing import roles as sr
+from eigendspy.testing.lm import ScriptedToolCall, ScriptedToolCalls, scripted_lm
 
 
 @pytest.fixture(scope="module")

@@ -20,18 +20,18 @@ import re
 import threading
 
 from eigendspy.agents.reflector import Reflector
+from eigendspy.core.plans import EvaluationPlan, PlanPair, SynthesisPlan
+from eigendspy.core.records import Verdict
 from eigendspy.domains import get_domain
-from eigendspy.engine import EngineConfig
-from eigendspy.lm import ScriptedToolCall, ScriptedToolCalls
+from eigendspy.engine.config import EngineConfig
 from eigendspy.optimizers.plan_evolution import (
     BlankReasonsReflector,
     evolve_plans,
     plan_evolution_report,
     with_reflector_instructions,
 )
-from eigendspy.plans import EvaluationPlan, PlanPair, SynthesisPlan
-from eigendspy.records import Verdict
-from eigendspy.scripted_roles import scripted_roles
+from eigendspy.testing.lm import ScriptedToolCall, ScriptedToolCalls
+from eigendspy.testing.roles import scripted_roles
 
 # (intent, tool pattern, user style) per stream: both causes, cause B only, cause A only, control.
 STREAMS = [("complete a pending task #0", "skip lookup -> write", "impatient"),

@@ -8,8 +8,10 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eigendspy.core.records import Usage
 from eigendspy.domains import get_domain
-from eigendspy.engine import EngineConfig
+from eigendspy.engine.config import EngineConfig
+from eigendspy.engine.store.store import KindSummary, ReasonCount, RunManifest, RunStore, RunSummary
 from eigendspy.optimizers.workflow import (
     IntBounds,
     WorkflowBounds,
@@ -22,10 +24,8 @@ from eigendspy.optimizers.workflow import (
     record_changes,
     strictness_of,
 )
-from eigendspy.records import Usage
-from eigendspy.scripted_roles import generator as scripted_generator
-from eigendspy.scripted_roles import scripted_roles
-from eigendspy.store import KindSummary, ReasonCount, RunManifest, RunStore, RunSummary
+from eigendspy.testing.roles import generator as scripted_generator
+from eigendspy.testing.roles import scripted_roles
 
 NO_OP = ('gold write #0 update_task_status({"task_id": "task_3", "status": "pending"}) changes nothing (the state '
          'already has these values); a write must change the state')

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eigendspy.domain import Domain
+from eigendspy.core.domain import Domain
+from eigendspy.domains import tau2_data
 from eigendspy.domains.airline import rules, tools
 from eigendspy.domains.airline.db import FlightDB
 from eigendspy.domains.airline.generator import generate_db
-from eigendspy.interop import tau2_data
 
 __all__ = ["FlightDB", "generate_db", "load_domain", "rules"]
 

@@ -7,7 +7,7 @@ with tau2-bench's exact messages, which name the id that was not found.
 
 from __future__ import annotations
 
-from eigendspy.domain import ToolError, tool
+from eigendspy.core.domain import ToolError, tool
 from eigendspy.domains.airline.db import (
     AirportCode,
     DirectFlight,

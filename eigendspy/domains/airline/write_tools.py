@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
-from eigendspy.domain import ToolError, tool
+from eigendspy.core.domain import ToolError, tool
 from eigendspy.domains.airline.db import (
     NOW,
     CabinClass,

@@ -9,10 +9,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from eigendspy.domain import Domain
+from eigendspy.core.domain import Domain
+from eigendspy.domains import tau2_data
 from eigendspy.domains.mock import tools
 from eigendspy.domains.mock.db import MockDB, MockUserDB, Notification, TaskItem, User
-from eigendspy.interop import tau2_data
 
 HERE = Path(__file__).parent
 _FIRST = ["Ada", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from eigendspy.domain import ToolError, assertion, env_function, tool
+from eigendspy.core.domain import ToolError, assertion, env_function, tool
 from eigendspy.domains.common import transfer_to_human_agents
 from eigendspy.domains.mock.db import MockDB, MockUserDB, Notification, TaskItem, User
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eigendspy.domain import Domain
+from eigendspy.core.domain import Domain
+from eigendspy.domains import tau2_data
 from eigendspy.domains.retail import tools
 from eigendspy.domains.retail.db import RetailDB
 from eigendspy.domains.retail.generator import generate_db
-from eigendspy.interop import tau2_data
 
 __all__ = ["RetailDB", "generate_db", "load_domain"]
 

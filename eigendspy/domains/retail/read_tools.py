@@ -7,7 +7,7 @@ raise `ToolError` with tau2-bench's exact messages ("Order not found", ...).
 
 from __future__ import annotations
 
-from eigendspy.domain import ToolError, tool
+from eigendspy.core.domain import ToolError, tool
 from eigendspy.domains.retail.db import CreditCard, GiftCard, Order, Paypal, Product, RetailDB, User, Variant
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eigendspy.domain import Domain
+from eigendspy.core.domain import Domain
+from eigendspy.domains import tau2_data
 from eigendspy.domains.telecom.agent_functions import AGENT_FUNCTIONS
 from eigendspy.domains.telecom.agent_tools import AGENT_TOOLS
 from eigendspy.domains.telecom.db import TelecomDB
@@ -24,7 +25,6 @@ from eigendspy.domains.telecom.sync import sync_telecom
 from eigendspy.domains.telecom.user_db import TelecomUserDB
 from eigendspy.domains.telecom.user_functions import USER_FUNCTIONS
 from eigendspy.domains.telecom.user_tools import USER_TOOLS
-from eigendspy.interop import tau2_data
 
 __all__ = ["TelecomDB", "TelecomUserDB", "compose_policy", "generate_db", "generate_user_db", "load_domain"]
 

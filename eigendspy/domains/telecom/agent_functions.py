@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from eigendspy.domain import assertion, env_function
+from eigendspy.core.domain import assertion, env_function
 from eigendspy.domains.telecom.agent_tools import customer_line, find_bill, find_customer, find_line, find_plan
 from eigendspy.domains.telecom.db import TODAY, Bill, BillStatus, LineItem, LineItemType, LineStatus, TelecomDB
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from eigendspy.domain import ToolError, tool
+from eigendspy.core.domain import ToolError, tool
+from eigendspy.core.ids import IdSource
 from eigendspy.domains.common import transfer_to_human_agents
 from eigendspy.domains.telecom.db import (
     CYCLE_END,
@@ -29,7 +30,6 @@ from eigendspy.domains.telecom.db import (
     Plan,
     TelecomDB,
 )
-from eigendspy.ids import IdSource
 
 
 # -- lookups (shared with env functions and the sync hook) -----------------------------------

@@ -30,7 +30,7 @@ from eigendspy.domains.telecom.db import BillStatus, LineStatus
 from eigendspy.domains.telecom.user_db import PaymentRequest
 
 if TYPE_CHECKING:
-    from eigendspy.environment import Environment
+    from eigendspy.core.environment import Environment
 
 
 def sync_telecom(env: Environment) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from eigendspy.domain import assertion, env_function
+from eigendspy.core.domain import assertion, env_function
 from eigendspy.domains.telecom import device as phone
 from eigendspy.domains.telecom.user_db import (
     APNNames,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eigendspy.domain import tool
+from eigendspy.core.domain import tool
 from eigendspy.domains.telecom import device as phone
 from eigendspy.domains.telecom.user_db import (
     APNSettings,

@@ -1,0 +1,5 @@
+"""The ``eigendspy`` command (typer): one module per command group, one-line errors for users."""
+
+from eigendspy.cli.app import app
+
+__all__ = ["app"]

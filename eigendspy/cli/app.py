@@ -1,0 +1,220 @@
+"""The ``eigendspy`` command line (typer).
+
+Commands land with the issue that builds them; today: ``demo`` (the built-in default job),
+``tasks`` (list and validate a domain's tasks), ``verify`` (checker verification), ``eval``
+(run episodes and report pass^k) and ``score`` (re-grade a tau2 results file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+app = typer.Typer(help="eigendspy: tau2-exact environments, synthetic data with executable checkers, RL.",
+                  no_args_is_help=True)
+console = Console()
+
+DomainOpt = Annotated[str, typer.Option("--domain", "-d", help="Built-in domain: mock or retail")]
+DataOpt = Annotated[Path | None, typer.Option("--data", help="tau2-bench domain directory to overlay")]
+SplitOpt = Annotated[str | None, typer.Option("--split", help="Task split, e.g. train or test")]
+
+
+def _load(domain: str, data: Path | None, split: str | None):  # noqa: ANN202
+    from eigendspy.domains import get_domain
+
+    dom = get_domain(domain, data_dir=data)
+    tasks = dom.tasks(split)
+    return dom, tasks
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Run directory")] = Path("runs/demo"),
+    trials: Annotated[int, typer.Option(help="Trials per task")] = 2,
+    num_tasks: Annotated[int, typer.Option(help="Demo tasks to derive")] = 6,
+) -> None:
+    """The built-in default job: built-in retail domain, checker-verified tasks, oracle episodes, pass^k."""
+    from eigendspy.core.oracle import OracleAssistant, OracleUser
+    from eigendspy.domains import get_domain
+    from eigendspy.domains.retail.demo import retail_demo_tasks
+    from eigendspy.eval.runner import run_episodes, write_run
+    from eigendspy.scoring.verify import verify_tasks
+
+    domain = get_domain("retail")
+    tasks = retail_demo_tasks(domain, n=num_tasks)
+    console.print(f"[bold]retail (built-in)[/]: {len(domain.toolkit)} tools, seeded DB, {len(tasks)} demo tasks")
+    summary = verify_tasks(domain, tasks)
+    console.print(summary.to_markdown())
+    episodes = run_episodes(domain, tasks, OracleAssistant(), OracleUser(), trials=trials)
+    outputs = write_run(out, domain, tasks, episodes)
+    (out / "tasks.json").write_text(json.dumps([t.to_tau2() for t in tasks], indent=2))
+    (out / "verification.md").write_text(summary.to_markdown())
+    _print_report(outputs.report)
+    console.print(f"wrote {out}/: results.json (tau2 format), eval.json, eval.md, tasks.json, verification.md")
+
+
+@app.command()
+def tasks(domain: DomainOpt, data: DataOpt = None, split: SplitOpt = None) -> None:
+    """List a domain's tasks and validate them: reward bases, and tasks whose gold replay fails."""
+    from eigendspy.scoring.checker import Checker
+
+    dom, items = _load(domain, data, split)
+    if not items:
+        console.print(f"domain {domain!r} has no tasks (built-in domains have none; pass --data)")
+        raise typer.Exit(1)
+    bases: dict[str, int] = {}
+    broken = []
+    for task in items:
+        key = "+".join(b.value for b in task.reward_basis)
+        bases[key] = bases.get(key, 0) + 1
+        try:
+            checker = Checker.for_reward(dom, task)
+            env = checker.gold_env()
+            errors = [c.name for c, m in env.log if m.error]
+            if errors:
+                broken.append((task.id, f"gold actions returned errors: {', '.join(errors)}"))
+        except Exception as exc:  # noqa: BLE001 - reported per task
+            broken.append((task.id, f"{type(exc).__name__}: {exc}"))
+    console.print(f"{len(items)} tasks in {domain}" + (f" split {split}" if split else ""))
+    for key, count in sorted(bases.items()):
+        console.print(f"  reward basis {key}: {count}")
+    splits = dom.splits()
+    if splits:
+        console.print("  splits: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
+    for task_id, reason in broken:
+        console.print(f"  [yellow]task {task_id}[/]: {reason}")
+    console.print(f"  gold replay problems: {len(broken)}")
+
+
+@app.command()
+def verify(domain: DomainOpt, data: DataOpt = None, split: SplitOpt = None,
+           out: Annotated[Path | None, typer.Option(help="Write the report (markdown)")] = None) -> None:
+    """Checker verification: gold passes, mutants fail, and which null policies pass."""
+    from eigendspy.scoring.verify import verify_tasks
+
+    dom, items = _load(domain, data, split)
+    summary = verify_tasks(dom, items)
+    text = summary.to_markdown()
+    console.print(text)
+    console.print(f"null policy passes: {summary.null_passing_tasks}")
+    console.print(f"unverified (gold fails or mutants survive): {summary.unverified_tasks}")
+    if out:
+        out.write_text(text + "\n")
+
+
+@app.command(name="eval")
+def eval_cmd(
+    domain: DomainOpt, data: DataOpt = None, split: SplitOpt = None,
+    trials: Annotated[int, typer.Option(help="Trials per task (pass^k for k <= trials)")] = 4,
+    agent: Annotated[str, typer.Option(help="Assistant: oracle | model:DIR | vllm:URL#NAME | lm:ID")] = "oracle",
+    api_base: Annotated[str | None, typer.Option(help="API base of an lm: agent's server")] = None,
+    model: Annotated[Path | None, typer.Option(help="Shorthand for --agent model:DIR (model or adapter)")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer dir of a vllm: agent's model")] = None,
+    user: Annotated[str, typer.Option(help="User: oracle | lm:MODEL_ID | model:DIR")] = "oracle",
+    user_api_base: Annotated[str | None, typer.Option(help="API base of an lm:vllm-server/... user")] = None,
+    instructions: Annotated[Path | None, typer.Option(help="Evolved assistant instruction file (text, stripped)",
+                                                      exists=True, dir_okay=False)] = None,
+    temperature: Annotated[float, typer.Option(help="Model agent sampling temperature (0: greedy)")] = 0.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Model agent tokens per turn")] = 512,
+    seed: Annotated[int, typer.Option(help="Episode and sampling seed (tau2's default)")] = 300,
+    max_steps: Annotated[int, typer.Option(help="Orchestrator steps per episode")] = 200,
+    concurrency: Annotated[int, typer.Option(help="Episodes in flight at once")] = 32,
+    task_ids: Annotated[str | None, typer.Option(help="Comma-separated task ids (after --split)")] = None,
+    out: Annotated[Path, typer.Option(help="Run directory")] = Path("runs/eval"),
+    tau2_compat: Annotated[bool, typer.Option(help="Reproduce tau2 exactly")] = True,
+) -> None:
+    """Run episodes and report pass^k with tau2 semantics (NL assertions excluded) plus a tau2 results file."""
+    from eigendspy.core.orchestrator import EpisodeConfig
+    from eigendspy.eval.agents import build_assistant
+    from eigendspy.eval.runner import run_episodes, write_run
+    from eigendspy.eval.tau2_results import RunInfo
+    from eigendspy.train.users import build_user
+
+    if model is not None:
+        if agent != "oracle":
+            raise typer.BadParameter("give --model DIR or --agent, not both", param_hint="--model")
+        agent = f"model:{model}"
+    text = instructions.read_text().strip() if instructions is not None else None
+    dom, items = _load(domain, data, split)
+    if task_ids is not None:
+        wanted = [t.strip() for t in task_ids.split(",") if t.strip()]
+        known = {t.id: t for t in items}
+        if missing := [t for t in wanted if t not in known]:
+            raise typer.BadParameter(f"unknown task ids {missing}", param_hint="--task-ids")
+        items = [known[t] for t in wanted]
+    try:
+        assistant = build_assistant(agent, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+                                    instructions=text, tokenizer=tokenizer, api_base=api_base)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--agent") from exc
+    try:
+        user_side = build_user(user, api_base=user_api_base, seed=seed)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--user") from exc
+    config = EpisodeConfig(max_steps=max_steps, seed=seed)
+    episodes = run_episodes(dom, items, assistant, user_side, trials=trials, concurrency=concurrency,
+                            tau2_compat=tau2_compat, config=config)
+    run = RunInfo(agent_llm=agent, user_llm=user, agent_implementation=f"eigendspy_{agent.split(':')[0]}",
+                  user_implementation=f"eigendspy_{user.split(':')[0]}_user", temperature=temperature,
+                  num_trials=trials, max_steps=max_steps, seed=seed)
+    outputs = write_run(out, dom, items, episodes, run)
+    settings = {"domain": domain, "data": str(data) if data else None, "split": split, "agent": agent,
+                "user": user, "temperature": temperature, "max_new_tokens": max_new_tokens, "seed": seed,
+                "max_steps": max_steps, "trials": trials, "task_ids": [t.id for t in items], "instructions": text}
+    (out / "eval_config.json").write_text(json.dumps(settings, indent=2))
+    _print_report(outputs.report)
+    console.print(f"wrote {out}/: results.json (tau2 format), eval.json, eval.md, eval_config.json")
+
+
+@app.command()
+def score(results: Annotated[Path, typer.Argument(help="A tau2 results file")], domain: DomainOpt,
+          data: DataOpt = None) -> None:
+    """Re-grade a tau2 results file with eigendspy's checker and compare with its recorded rewards."""
+    from eigendspy.domains import get_domain
+    from eigendspy.eval.tau2_results import read_results
+    from eigendspy.scoring.checker import Checker
+
+    dom = get_domain(domain, data_dir=data)
+    task_list, sims = read_results(results)
+    by_id = {t.id: t for t in task_list}
+    table = Table("simulation", "task", "recorded", "eigendspy", "agree")
+    agree = 0
+    for sim in sims:
+        res = Checker.for_reward(dom, by_id[sim.task_id], tau2_compat=True).score(
+            sim.messages, sim.termination_reason)
+        same = sim.reward is None or abs(res.reward - sim.reward) < 1e-9
+        agree += same
+        table.add_row(sim.id, sim.task_id, str(sim.reward), f"{res.reward:.1f}", "yes" if same else "NO")
+    console.print(table)
+    console.print(f"{agree}/{len(sims)} rewards agree")
+
+
+def _print_report(report) -> None:  # noqa: ANN001
+    table = Table("k", "pass^k", "95% CI")
+    for k, value in sorted(report.pass_hat_k.items()):
+        lo, hi = report.pass_hat_k_ci.get(k, (value, value))
+        table.add_row(str(k), f"{value:.3f}", f"[{lo:.3f}, {hi:.3f}]")
+    console.print(table)
+    console.print(f"average reward {report.avg_reward:.3f} over {report.num_trials} trials of {report.num_tasks} tasks")
+
+
+def _register_engine_commands() -> None:
+    from eigendspy.cli.synth import register
+    from eigendspy.cli.train import train_app
+
+    register(app)
+    app.add_typer(train_app, name="train")
+
+
+_register_engine_commands()
+
+if __name__ == "__main__":
+    app()

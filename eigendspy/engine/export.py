@@ -1,0 +1,361 @@
+"""Hugging Face ``datasets`` builders for the data engine's accepted data: SFT (agent), SFT (user), RL tasks.
+
+Why this module exists: the engine's records are an audit log (accepted and rejected, with
+reasons); trainers want flat rows. Every chat row here is rendered by `eigendspy.core.render` —
+``agent_chat`` for the assistant, ``user_chat`` for the user model — so SFT data is exactly
+what GRPO rollouts and ``eval`` show the model (DESIGN.md, "The agent-facing contract").
+
+Row formats (TRL's conversational format, ready for ``trl.SFTTrainer``):
+
+* ``sft_agent`` / ``sft_user``: ``messages`` (OpenAI chat dicts, system prompt first), ``tools``
+  (OpenAI function schemas), ``task_id``, ``domain``, ``reward``, ``work_key``.
+* ``rl_tasks``: ``task_id``, ``domain``, ``task_json`` (tau2 task JSON, `task_from_row` reads it
+  back), ``null_pass``, ``plan_id``, ``work_key``. There is deliberately no ``prompt`` column:
+  the first user turn comes from the user simulator during the rollout, so the RL stage renders
+  the prompt itself (with ``render.agent_chat``) from the task; GRPO callers map ``prompt`` to
+  whatever their ``rollout_func`` needs (e.g. the task id).
+
+Tool-call arguments are **dicts**, not the JSON strings of the OpenAI wire format: TRL's Qwen2.5
+templates render them with ``arguments | tojson``, so a string would be trained double-encoded
+(``"arguments": "{\\"id\\": ...}"``) and TRL's response parser, which expects a JSON object,
+could not read the model's own calls back. Arrow would merge differently-keyed argument dicts
+(and tool schemas) into one struct padded with nulls, so ``messages`` and ``tools`` are stored
+with ``datasets.Json`` features: each dict round-trips exactly. An accepted dialogue whose tool
+call arguments are not a JSON object (a model's malformed call) cannot be rendered faithfully and
+is skipped, and counted in the card.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, Features, Json, List, Value
+from pydantic import BaseModel
+
+from eigendspy.core.domain import Domain
+from eigendspy.core.records import DialogueRecord, TaskRecord
+from eigendspy.core.render import ChatPrompt, agent_chat, user_chat
+from eigendspy.core.task import Task
+from eigendspy.engine.dataset_card import DatasetCard, StageYield
+
+logger = logging.getLogger(__name__)
+
+DomainSource = Mapping[str, Domain] | Callable[[str], Domain]
+
+CHAT_FEATURES = Features({"messages": List(Json()), "tools": List(Json()), "task_id": Value("string"),
+                          "domain": Value("string"), "reward": Value("float64"), "work_key": Value("string")})
+RL_FEATURES = Features({"task_id": Value("string"), "domain": Value("string"), "task_json": Value("string"),
+                        "null_pass": Value("bool"), "plan_id": Value("string"), "work_key": Value("string")})
+DATASET_NAMES = ("sft_agent", "sft_user", "rl_tasks")
+
+
+class MalformedToolCall(ValueError):
+    """A tool call's arguments are not a JSON object, so the chat template cannot render them."""
+
+
+def training_messages(prompt: ChatPrompt, *, strict: bool = True) -> list[dict[str, Any]]:
+    """The prompt's messages with tool-call ``arguments`` decoded to dicts (what the templates expect).
+
+    Args:
+        strict: Raise on arguments that are not a JSON object (exports skip such dialogues). With
+            ``strict=False`` they become ``{"__raw__": <the text>}``, so a rollout can still show the
+            model its own malformed call.
+
+    Raises:
+        MalformedToolCall: if ``strict`` and some call's arguments are not a JSON object.
+    """
+    out = []
+    for message in prompt.messages:
+        message = dict(message)
+        if message.get("tool_calls"):
+            calls = []
+            for call in message["tool_calls"]:
+                fn = dict(call["function"])
+                try:
+                    args = _json_object(fn["name"], fn["arguments"])
+                except MalformedToolCall:
+                    if strict:
+                        raise
+                    args = {"__raw__": str(fn["arguments"])}
+                calls.append({**call, "function": {**fn, "arguments": args}})
+            message["tool_calls"] = calls
+        out.append(message)
+    return out
+
+
+def _json_object(name: str, args: Any) -> dict[str, Any]:
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise MalformedToolCall(f"tool call {name!r}: arguments are not JSON: {args!r}") from exc
+    if not isinstance(args, dict):
+        raise MalformedToolCall(f"tool call {name!r}: arguments are not a JSON object: {args!r}")
+    return args
+
+
+def _resolver(domains: DomainSource) -> Callable[[str], Domain]:
+    if isinstance(domains, Mapping):
+        def lookup(name: str) -> Domain:
+            if name not in domains:
+                raise KeyError(f"no domain {name!r} given to export; known: {sorted(domains)}")
+            return domains[name]
+        return lookup
+    if not callable(domains):
+        raise TypeError("domains must be a mapping of name -> Domain or a callable name -> Domain")
+    return functools.cache(domains)  # a loader such as get_domain builds each domain once
+
+
+def _chat_rows(
+    records: Iterable[DialogueRecord], render: Callable[[DialogueRecord], ChatPrompt]
+) -> tuple[list[dict[str, Any]], int]:
+    """Rows for the accepted records, and how many accepted ones were skipped as malformed."""
+    rows, skipped = [], 0
+    for record in records:
+        if not record.accepted:
+            continue
+        prompt = render(record)
+        try:
+            messages = training_messages(prompt)
+        except MalformedToolCall as exc:
+            skipped += 1
+            logger.warning("export: skipping accepted dialogue %s: %s", record.work_key, exc)
+            continue
+        rows.append({"messages": messages, "tools": list(prompt.tools), "task_id": record.task_id,
+                     "domain": record.domain, "reward": float(record.reward), "work_key": record.work_key})
+    return rows, skipped
+
+
+def _dataset(rows: list[dict[str, Any]], features: Features) -> Dataset:
+    return Dataset.from_dict({name: [row[name] for row in rows] for name in features}, features=features)
+
+
+def _agent_rows(records: Iterable[DialogueRecord], domains: DomainSource,
+                instructions: str | None) -> tuple[list[dict[str, Any]], int]:
+    domain_of = _resolver(domains)
+
+    def render(record: DialogueRecord) -> ChatPrompt:
+        domain = domain_of(record.domain)
+        return agent_chat(domain.policy, domain.tool_schemas("assistant"), record.messages, instructions=instructions)
+    return _chat_rows(records, render)
+
+
+def _user_rows(records: Iterable[DialogueRecord], domains: DomainSource, tasks: Mapping[str, Task] | None,
+               guidelines: str | None) -> tuple[list[dict[str, Any]], int]:
+    domain_of = _resolver(domains)
+    tasks = tasks or {}
+
+    def render(record: DialogueRecord) -> ChatPrompt:
+        domain = domain_of(record.domain)
+        task = tasks.get(record.task_id)
+        if task is None:
+            try:
+                task = domain.task(record.task_id)
+            except KeyError:
+                raise KeyError(f"dialogue {record.work_key}: task {record.task_id!r} is neither among the "
+                               f"exported tasks nor in domain {domain.name!r}") from None
+        return user_chat(task.user_scenario.render(), record.messages, tools=domain.tool_schemas("user"),
+                         guidelines=guidelines)
+    return _chat_rows(records, render)
+
+
+def sft_agent_dataset(
+    records: Iterable[DialogueRecord], domains: DomainSource, *, instructions: str | None = None
+) -> Dataset:
+    """The assistant SFT set: accepted dialogues, rendered by ``render.agent_chat``.
+
+    Args:
+        records: Dialogue records; rejected ones are left out.
+        domains: ``{name: Domain}`` or a callable such as ``eigendspy.domains.get_domain``.
+        instructions: An evolved assistant instruction (recorded artifact); default tau2's form.
+    """
+    return _dataset(_agent_rows(records, domains, instructions)[0], CHAT_FEATURES)
+
+
+def sft_user_dataset(
+    records: Iterable[DialogueRecord],
+    domains: DomainSource,
+    tasks: Mapping[str, Task] | None = None,
+    *,
+    guidelines: str | None = None,
+) -> Dataset:
+    """The user-model SFT set: accepted dialogues seen from the user's side (roles flipped).
+
+    Args:
+        records: Dialogue records; rejected ones are left out.
+        domains: ``{name: Domain}`` or a callable; gives the user-side tool schemas.
+        tasks: ``{task_id: Task}`` for the scenarios; tasks missing here are looked up in the domain.
+        guidelines: Replacement user guidelines (default tau2's form).
+    """
+    return _dataset(_user_rows(records, domains, tasks, guidelines)[0], CHAT_FEATURES)
+
+
+def rl_task_dataset(task_records: Iterable[TaskRecord], domain: str | Mapping[str, str] | None = None) -> Dataset:
+    """The RL task set: one row per accepted task, the task kept whole as tau2 JSON.
+
+    Args:
+        task_records: Task records; rejected ones (and records without a task) are left out.
+        domain: The domain name of every row, or ``{task_id: name}``; when absent the structured
+            scenario's ``domain`` is used (a `TaskRecord` itself names no domain).
+    """
+    rows = []
+    for record in task_records:
+        if not record.accepted or record.task is None:
+            continue
+        task = record.task
+        name = domain.get(task.id) if isinstance(domain, Mapping) else domain
+        if name is None and not isinstance(task.user_scenario.instructions, str):
+            name = task.user_scenario.instructions.domain
+        if name is None:
+            raise ValueError(f"task {task.id!r}: no domain given and its scenario names none; pass domain=")
+        rows.append({"task_id": task.id, "domain": name, "task_json": json.dumps(task.to_tau2()),
+                     "null_pass": record.null_pass, "plan_id": record.plan.plan_id if record.plan else None,
+                     "work_key": record.work_key})
+    return _dataset(rows, RL_FEATURES)
+
+
+def task_from_row(row: Mapping[str, Any]) -> Task:
+    """The `Task` of an ``rl_tasks`` row (the inverse of the export)."""
+    return Task.model_validate(json.loads(row["task_json"]))
+
+
+class ExportResult(BaseModel):
+    """Where `export_all` wrote each artifact, with row counts and the card."""
+
+    out_dir: Path
+    paths: dict[str, Path]
+    counts: dict[str, int]
+    card: DatasetCard
+
+
+def _dedupe(records: Iterable[Any]) -> list[Any]:
+    """One record per ``work_key`` (the first wins, as in the run store), so duplicates count once."""
+    seen: dict[str, Any] = {}
+    for r in records:
+        seen.setdefault(r.work_key, r)
+    return list(seen.values())
+
+
+def export_all(
+    task_records: Iterable[TaskRecord],
+    dialogue_records: Iterable[DialogueRecord],
+    domains: DomainSource,
+    out_dir: str | Path,
+    card_extra: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Write the three datasets (``save_to_disk``), ``README.md`` and ``card.json`` under ``out_dir``.
+
+    Args:
+        task_records: All task records of the run (accepted and rejected: the card counts both).
+        dialogue_records: All dialogue records of the run.
+        domains: ``{name: Domain}`` or a callable name -> Domain.
+        out_dir: Output folder (created; existing datasets in it are overwritten).
+        card_extra: Optional card inputs: ``run_id``, ``summary`` (``{stage: {"accepted": a,
+            "total": t}}``), ``plan_cells_covered``, ``gold_action_jaccard``; other keys are kept in
+            the card's ``extra``. Without ``plan_cells_covered`` it is counted from accepted tasks' plans.
+    """
+    tasks_in, dialogues = _dedupe(task_records), _dedupe(dialogue_records)
+    extra = dict(card_extra or {})
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    tasks = {r.task.id: r.task for r in sorted(tasks_in, key=lambda r: r.accepted) if r.task is not None}
+    agent_rows, skipped = _agent_rows(dialogues, domains, None)
+    user_rows, _ = _user_rows(dialogues, domains, tasks, None)
+    task_domain = {r.task_id: r.domain for r in dialogues}
+    if isinstance(domains, Mapping) and len(domains) == 1:
+        only = next(iter(domains))
+        task_domain = {t: task_domain.get(t, only) for t in tasks}
+    sets = {
+        "sft_agent": _dataset(agent_rows, CHAT_FEATURES),
+        "sft_user": _dataset(user_rows, CHAT_FEATURES),
+        "rl_tasks": rl_task_dataset(tasks_in, task_domain),
+    }
+    paths: dict[str, Path] = {}
+    for name, ds in sets.items():
+        # datasets 5.2 writes no shard for an empty dataset and then cannot load it back: force one
+        ds.save_to_disk(str(out / name), num_shards=None if len(ds) else 1)
+        paths[name] = out / name
+    counts = {name: len(ds) for name, ds in sets.items()}
+
+    cells = {r.plan.synthesis.cell for r in tasks_in if r.accepted and r.plan is not None}
+    rewards = [row["reward"] for row in agent_rows]
+    card = DatasetCard(
+        run_id=extra.pop("run_id", None),
+        domains=sorted({*sets["rl_tasks"]["domain"], *(row["domain"] for row in agent_rows)}),
+        counts=counts,
+        tasks_total=len(tasks_in),
+        tasks_accepted=sum(r.accepted for r in tasks_in),
+        dialogues_total=len(dialogues),
+        dialogues_accepted=sum(r.accepted for r in dialogues),
+        rejected_by_stage=dict(Counter(r.stage.value for r in [*tasks_in, *dialogues] if not r.accepted)),
+        skipped_malformed=skipped,
+        yields={k: StageYield.model_validate(v) for k, v in (extra.pop("summary", None) or {}).items()},
+        plan_cells_covered=extra.pop("plan_cells_covered", len(cells) if cells else None),
+        gold_action_jaccard=extra.pop("gold_action_jaccard", None),
+        mean_reward=sum(rewards) / len(rewards) if rewards else None,
+        extra=extra,
+    )
+    paths["readme"] = out / "README.md"
+    paths["card"] = out / "card.json"
+    paths["readme"].write_text(card.to_markdown())
+    paths["card"].write_text(card.model_dump_json(indent=2))
+    logger.info("export: %s -> %s", counts, out)
+    return ExportResult(out_dir=out, paths=paths, counts=counts, card=card)
+
+
+def read_records(run_dir: str | Path) -> tuple[list[TaskRecord], list[DialogueRecord]]:
+    """Task and dialogue records from the ``*.jsonl`` shards at the top of a run directory.
+
+    Lines are dispatched on the records' ``kind`` discriminator (``"task"`` / ``"dialogue"``), so any
+    shard naming works; other lines are ignored, and a line that is not JSON (the torn tail a killed
+    writer leaves) is skipped with a warning rather than failing the export.
+    """
+    tasks: list[TaskRecord] = []
+    dialogues: list[DialogueRecord] = []
+    for path in sorted(Path(run_dir).glob("*.jsonl")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                data = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                logger.warning("export: %s line %d is not JSON; skipped", path, n)
+                continue
+            kind = data.get("kind") if isinstance(data, dict) else None
+            if kind == "task":
+                tasks.append(TaskRecord.model_validate(data))
+            elif kind == "dialogue":
+                dialogues.append(DialogueRecord.model_validate(data))
+    return tasks, dialogues
+
+
+def export_run(
+    run_dir: str | Path,
+    domains: DomainSource,
+    out_dir: str | Path | None = None,
+    card_extra: dict[str, Any] | None = None,
+) -> ExportResult:
+    """`export_all` over a run directory's records (default output: ``<run_dir>/export``).
+
+    The run id is ``card_extra["run_id"]``, else ``manifest.json``'s ``run_id``, else the folder name.
+    """
+    run_dir = Path(run_dir)
+    tasks, dialogues = read_records(run_dir)
+    run_id = run_dir.name
+    manifest = run_dir / "manifest.json"
+    if manifest.exists():
+        run_id = json.loads(manifest.read_text()).get("run_id") or run_id
+    extra = {"run_id": run_id, **(card_extra or {})}
+    return export_all(tasks, dialogues, domains, out_dir or run_dir / "export", card_extra=extra)
+
+
+__all__ = [
+    "CHAT_FEATURES", "DATASET_NAMES", "RL_FEATURES", "DatasetCard", "DomainSource", "ExportResult",
+    "MalformedToolCall", "StageYield", "export_all", "export_run", "read_records", "rl_task_dataset",
+    "sft_agent_dataset", "sft_user_dataset", "task_from_row", "training_messages",
+]

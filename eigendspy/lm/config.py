@@ -1,0 +1,129 @@
+"""Which LM plays which role: a small config (TOML or Python) turned into ``dspy.LM`` objects.
+
+Why per role: the roles differ in what they need (a strong task generator and judge, a cheap
+user simulator, the model being trained as the assistant), and the paper's biggest RL effect
+came from swapping the user model. A role without an entry uses ``default``; ``"local"`` means
+the embedded offline model.
+
+```toml
+[lm]
+default = "openai/gpt-4o-mini"
+[lm.roles]
+user = "local"
+assistant = { model = "vllm-server/Qwen/Qwen2.5-7B-Instruct", api_base = "http://localhost:8000/v1" }
+```
+
+``vllm-server/<model>`` is a vLLM (or any OpenAI-compatible) server with **native tool calls**:
+DSPy 3.4.1 treats ``hosted_vllm/`` as having no function calling and refuses to re-register the
+``hosted_vllm``/``vllm`` providers, so eigendspy registers its own provider id with the vLLM wire
+compatibility and ``function_calling=True`` (see `vllm_lm`).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import dspy
+from pydantic import BaseModel, ConfigDict, Field
+
+VLLM_PREFIX = "vllm-server/"
+VLLM_PROVIDER = "eigendspy_vllm"
+ROLES = ("planner", "generator", "task_validator", "user", "assistant", "trajectory_validator", "reflector")
+LOCAL = "local"
+
+
+class LMSpec(BaseModel):
+    """One LM: a LiteLLM model id (or ``local``) and keyword arguments for ``dspy.LM``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    model: str
+    temperature: float | None = None
+    max_tokens: int | None = None
+    api_base: str | None = None
+    cache: bool = True
+
+    def kwargs(self) -> dict[str, Any]:
+        extra = dict(self.model_extra or {})
+        for key in ("temperature", "max_tokens", "api_base"):
+            value = getattr(self, key)
+            if value is not None:
+                extra[key] = value
+        return extra
+
+
+class RoleLMConfig(BaseModel):
+    """``default`` plus per-role overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default: LMSpec | None = None
+    roles: dict[str, LMSpec] = Field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> RoleLMConfig:
+        def spec(value: Any) -> LMSpec:
+            return LMSpec(model=value) if isinstance(value, str) else LMSpec.model_validate(value)
+
+        roles = {k: spec(v) for k, v in (data.get("roles") or {}).items()}
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown:
+            raise ValueError(f"unknown role(s) {unknown} in [lm.roles]; known roles: {', '.join(ROLES)}")
+        default = spec(data["default"]) if data.get("default") else None
+        return cls(default=default, roles=roles)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> RoleLMConfig:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"cannot read LM config {path}: {exc}") from exc
+        return cls.from_mapping(data.get("lm", {}))
+
+    def spec_for(self, role: str) -> LMSpec:
+        spec = self.roles.get(role) or self.default
+        return spec if spec is not None else LMSpec(model=LOCAL)
+
+    def ids(self) -> dict[str, str]:
+        return {role: self.spec_for(role).model for role in ROLES}
+
+
+def vllm_lm(model: str, api_base: str, **kwargs: Any) -> dspy.LM:
+    """A ``dspy.LM`` for a vLLM server that uses native function calling (registers the provider once)."""
+    from dspy.lm15 import AccessPolicy, ModelSupport, ProviderDefinition, register_provider
+
+    # The provider is declared once with the vLLM preset's default address; each LM's own api_base
+    # (honoured by DSPy's native route) points it at the real server.
+    definition = ProviderDefinition.chat(
+        AccessPolicy(provider=VLLM_PROVIDER, env_keys=(), base_url="http://localhost:8000/v1"), compat="vllm")
+    registered = register_provider(definition, supports=ModelSupport(function_calling=True))
+    return dspy.LM(f"{registered.id}/{model}", api_base=api_base, **kwargs)
+
+
+def build_role_lms(config: RoleLMConfig, local_factory: Callable[[], dspy.LM] | None = None) -> dict[str, dspy.LM]:
+    """One ``dspy.LM`` per role; identical specs share one LM object (and one local model)."""
+    built: dict[str, dspy.LM] = {}
+    out: dict[str, dspy.LM] = {}
+    for role in ROLES:
+        spec = config.spec_for(role)
+        key = spec.model_dump_json()
+        if key not in built:
+            if spec.model == LOCAL:
+                if local_factory is None:
+                    from eigendspy.lm.local.engine import local_lm
+
+                    local_factory = local_lm
+                built[key] = local_factory()
+            elif spec.model.startswith(VLLM_PREFIX):
+                if not spec.api_base:
+                    raise ValueError(f"role {role!r}: a {VLLM_PREFIX}<model> LM needs api_base")
+                kwargs = {k: v for k, v in spec.kwargs().items() if k != "api_base"}
+                built[key] = vllm_lm(spec.model[len(VLLM_PREFIX):], spec.api_base, cache=spec.cache, **kwargs)
+            else:
+                built[key] = dspy.LM(spec.model, cache=spec.cache, **spec.kwargs())
+        out[role] = built[key]
+    return out

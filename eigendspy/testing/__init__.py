@@ -1,0 +1,23 @@
+"""Test doubles, importable by users, notebooks, benchmarks and tests (like ``dspy.utils.dummies``).
+
+A scripted DSPy LM whose answers come from Python, scripted engine roles, a scripted rollout backend, a
+local server speaking the vLLM protocol, and a tiny random chat model built offline. Each implements the
+same protocol as the production part it stands in for. No library layer imports this package.
+"""
+
+from eigendspy.core.lazy import lazy_exports
+
+_EXPORTS = {
+    "ScriptedLM": "eigendspy.testing.lm",
+    "ScriptedToolCall": "eigendspy.testing.lm",
+    "ScriptedToolCalls": "eigendspy.testing.lm",
+    "scripted_lm": "eigendspy.testing.lm",
+    "ScriptedRequest": "eigendspy.testing.request",
+    "scripted_roles": "eigendspy.testing.roles",
+    "ScriptedBackend": "eigendspy.testing.backend",
+    "LocalServer": "eigendspy.testing.vllm_server",
+    "build_tiny_model": "eigendspy.testing.tiny_model",
+    "qwen2_5_template": "eigendspy.testing.tiny_model",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -1,0 +1,108 @@
+"""The eigendspy command line, driven in-process with typer's runner."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from eigendspy.cli import app
+from eigendspy.eval.tau2_results import read_results
+
+runner = CliRunner()
+
+
+def test_demo_writes_a_complete_run(tmp_path):
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), "--trials", "2", "--num-tasks", "4"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "eval.json").read_text())
+    assert report["num_tasks"] == 4 and report["num_trials"] == 8
+    assert report["pass_hat_k"]["1"] == 1.0
+    tasks, sims = read_results(out / "results.json")
+    assert len(tasks) == 4 and len(sims) == 8 and all(s.reward == 1.0 for s in sims)
+    assert (out / "pass_k.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tasks_and_verify_on_tau2_mock(tau2_dir):
+    result = runner.invoke(app, ["tasks", "--domain", "mock", "--data", str(tau2_dir / "mock")])
+    assert result.exit_code == 0, result.output
+    assert "10 tasks in mock" in result.output
+    result = runner.invoke(app, ["verify", "--domain", "mock", "--data", str(tau2_dir / "mock")])
+    assert result.exit_code == 0, result.output
+    assert "impossible_task_1" in result.output
+
+
+def test_tasks_without_data_explains(monkeypatch):
+    monkeypatch.delenv("EIGENDSPY_TAU2_DATA", raising=False)
+    result = runner.invoke(app, ["tasks", "--domain", "retail"])
+    assert result.exit_code == 1 and "pass --data" in result.output
+
+
+def test_score_regrades_tau2_results_file(tau2_dir):
+    result = runner.invoke(app, ["score", str(tau2_dir / "retail" / "results_sample.json"),
+                                 "--domain", "retail", "--data", str(tau2_dir / "retail")])
+    assert result.exit_code == 0, result.output
+    assert "6/6 rewards agree" in result.output
+
+
+def test_unknown_domain_is_a_clear_error():
+    result = runner.invoke(app, ["tasks", "--domain", "bank"])
+    assert result.exit_code != 0
+    assert "unknown domain 'bank'" in str(result.exception)
+
+
+def test_synth_inspect_export_with_scripted_roles(tmp_path, monkeypatch):
+    from eigendspy.lm import config as lm_config
+    from eigendspy.testing import roles as sr
+    from eigendspy.testing.lm import scripted_lm
+
+    policies = {"planner": sr.planner, "generator": sr.generator, "task_validator": sr.task_judge,
+                "user": sr.user, "assistant": sr.assistant, "trajectory_validator": sr.trajectory_judge,
+                "reflector": sr.reflector}
+    monkeypatch.setattr(lm_config, "build_role_lms", lambda cfg: {r: scripted_lm(p) for r, p in policies.items()})
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["synth", "--domain", "mock", "--n", "4", "--out", str(out), "--rounds", "2"])
+    assert result.exit_code == 0, result.output
+    assert "yield per stage" in result.output and "dialogues:" in result.output
+    result = runner.invoke(app, ["inspect", str(out)])
+    assert result.exit_code == 0 and "accepted" in result.output and "diversity" in result.output
+    result = runner.invoke(app, ["export", str(out), "--to", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "sft_agent").is_dir() and (tmp_path / "data" / "README.md").exists()
+
+
+def test_synth_exits_nonzero_when_nothing_is_accepted(tmp_path, monkeypatch):
+    from eigendspy.lm import config as lm_config
+    from eigendspy.testing import roles as sr
+    from eigendspy.testing.lm import scripted_lm
+
+    def reject_all(req):
+        return {"passed": False, "blame": "assistant", "reasons": ["the agent skipped identification"]}
+
+    policies = {"planner": sr.planner, "generator": sr.generator, "task_validator": sr.task_judge,
+                "user": sr.user, "assistant": sr.assistant, "trajectory_validator": reject_all,
+                "reflector": sr.reflector}
+    monkeypatch.setattr(lm_config, "build_role_lms", lambda cfg: {r: scripted_lm(p) for r, p in policies.items()})
+    result = runner.invoke(app, ["synth", "--domain", "mock", "--n", "2", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "nothing was accepted" in result.output and "skipped identification" in result.output
+
+
+def test_evolve_then_synth_from_compiled(tmp_path, tau2_dir, monkeypatch):
+    from eigendspy.lm import config as lm_config
+    from eigendspy.testing import roles as sr
+    from eigendspy.testing.lm import scripted_lm
+
+    policies = {"planner": sr.planner, "generator": sr.generator, "task_validator": sr.task_judge,
+                "user": sr.user, "assistant": lambda req: {"response": "All done, completed.", "tool_calls": []},
+                "trajectory_validator": sr.trajectory_judge, "reflector": sr.reflector}
+    monkeypatch.setattr(lm_config, "build_role_lms", lambda cfg: {r: scripted_lm(p) for r, p in policies.items()})
+    out = tmp_path / "evo"
+    result = runner.invoke(app, ["evolve", "--role", "assistant", "--domain", "mock", "--data", str(tau2_dir / "mock"),
+                                 "--optimizer", "bootstrap", "--budget", "1", "--n", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "compiled" / "assistant.json").exists() and (out / "report.json").exists()
+    result = runner.invoke(app, ["synth", "--domain", "mock", "--n", "2", "--out", str(tmp_path / "run"),
+                                 "--compiled", str(out / "compiled")])
+    assert "compiled roles loaded: assistant" in result.output
