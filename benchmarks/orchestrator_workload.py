@@ -270,7 +270,7 @@ def _worker_main(spec: dict[str, Any], episodes: int, options: dict[str, Any], c
             indices, latency, concurrency = command
             barrier.wait(timeout=WORKER_TIMEOUT_S)
             results.put(("done", asyncio.run(runner.run(indices, latency=latency, concurrency=concurrency))))
-    except BaseException:  # noqa: BLE001 - report to the parent instead of dying silently
+    except BaseException:  # report to the parent instead of dying silently
         results.put(("error", traceback.format_exc()))
 
 

@@ -12,6 +12,8 @@ import importlib.util
 import os
 import sys
 import warnings
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -122,7 +124,7 @@ MOVED_MODULES = {
     "eigendspy.rl.rollout": "eigendspy.train.grpo.rollout",
     "eigendspy.rl.scripted_backend": "eigendspy.testing.backend",
     "eigendspy.rl.sft": "eigendspy.train.sft",
-    "eigendspy.rl.users": "eigendspy.train.users",
+    "eigendspy.rl.users": "eigendspy.train.participants",
     "eigendspy.rl.vllm_backend": "eigendspy.train.backends.vllm",
     "eigendspy.runner": "eigendspy.eval.runner",
     "eigendspy.sandbox": "eigendspy.scoring.sandbox",
@@ -146,19 +148,19 @@ MOVED_MODULES = {
 class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Resolves a pre-0.2 module path (``eigendspy.checkers``) to the module at its new path."""
 
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001, ANN201 - importlib protocol
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> ModuleSpec | None:
         if fullname not in MOVED_MODULES:
             return None
         return importlib.util.spec_from_loader(fullname, self)
 
-    def create_module(self, spec):  # noqa: ANN001, ANN201 - importlib protocol
+    def create_module(self, spec: ModuleSpec) -> ModuleType:
         new = MOVED_MODULES[spec.name]
         warnings.warn(f"{spec.name} moved to {new}; the old path goes away in the next release",
                       DeprecationWarning, stacklevel=2)
         return importlib.import_module(new)
 
-    def exec_module(self, module) -> None:  # noqa: ANN001 - the module is already executed at its new path
-        return None
+    def exec_module(self, module: ModuleType) -> None:
+        """Nothing to run: the module already executed at its new path."""
 
 
 if not any(isinstance(finder, _MovedModuleFinder) for finder in sys.meta_path):

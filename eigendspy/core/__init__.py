@@ -19,7 +19,7 @@ from eigendspy.core.participants import (
 )
 from eigendspy.core.plans import EvaluationPlan, PlanPair, SynthesisPlan
 from eigendspy.core.records import DialogueRecord, Stage, TaskRecord, Usage, Verdict
-from eigendspy.core.render import ChatPrompt, agent_chat, side_chat, user_chat
+from eigendspy.core.render import ChatPrompt, MalformedToolCall, agent_chat, side_chat, training_messages, user_chat
 from eigendspy.core.state import BaseDB, DBState, tau2_hash
 from eigendspy.core.task import (
     Action,
@@ -36,9 +36,10 @@ from eigendspy.core.tool import ToolError, ToolKind, ToolSpec, assertion, env_fu
 __all__ = [
     "Action", "BaseDB", "ChatPrompt", "DBState", "DialogueRecord", "Domain", "Environment", "Episode",
     "EpisodeConfig", "EvaluationCriteria", "EvaluationPlan", "FunctionParticipant", "IdSource",
-    "InfrastructureError", "InitialState", "Message", "OracleAssistant", "OracleUser", "Orchestrator",
+    "InfrastructureError", "InitialState", "MalformedToolCall", "Message", "OracleAssistant", "OracleUser",
+    "Orchestrator",
     "Participant", "PlanPair", "RewardType", "Stage", "StatePredicate", "SynthesisPlan", "Task", "TaskRecord",
     "TerminationReason", "TokenTrace", "ToolCall", "ToolError", "ToolKind", "ToolSpec", "Toolkit", "Turn",
     "TurnContext", "Usage", "UserScenario", "Verdict", "agent_chat", "assertion", "env_function", "load_tasks",
-    "run_sync", "side_chat", "tau2_hash", "tool", "user_chat",
+    "run_sync", "side_chat", "tau2_hash", "tool", "training_messages", "user_chat",
 ]

@@ -213,7 +213,7 @@ class Environment:
             return f"Error: Tool '{call.name}' not found.", True
         try:
             return self._invoke(spec, state, args), False
-        except Exception as exc:  # noqa: BLE001 - every failure is the model's to see, not ours to crash on
+        except Exception as exc:  # every failure is the model's to see, not ours to crash on
             return f"Error: {exc}", True
 
     def _invoke(self, spec: ToolSpec | EnvFunction, state: DBState, args: dict[str, Any]) -> str:

@@ -185,7 +185,7 @@ class Orchestrator:
                 turn = as_turn(await participant.respond(list(messages), ctx), next_role)
             except InfrastructureError as exc:
                 return finish(TerminationReason.INFRASTRUCTURE_ERROR, f"{type(exc).__name__}: {exc}")
-            except Exception as exc:  # noqa: BLE001 - a participant crash ends the episode, never the run
+            except Exception as exc:  # a participant crash ends the episode, never the run
                 logger.warning("%s participant failed on task %s: %s", next_role, task.id, exc)
                 reason = TerminationReason.AGENT_ERROR if next_role == "assistant" else TerminationReason.USER_ERROR
                 return finish(reason, f"{type(exc).__name__}: {exc}")

@@ -7,10 +7,15 @@ policy would be trained on one distribution and scored on another. Every stage c
 Forms (tau2-bench's): the assistant's system prompt is ``<instructions>...</instructions>``
 followed by ``<policy>...</policy>``; the user model's is its guidelines followed by a
 ``<scenario>`` block, and it sees the dialogue with roles flipped.
+
+`training_messages` is the last step before a chat template: the same messages with tool-call
+arguments as dicts. It lives here, not in the export, because SFT export and GRPO rollouts both
+need it and the rollout side must not depend on the dataset export.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,3 +98,57 @@ def side_chat(side: str, messages: Sequence[Message], ctx: Any, *, instructions:
     if side == "assistant":
         return agent_chat(ctx.domain.policy, ctx.tools, messages, instructions=instructions)
     return user_chat(ctx.task.user_scenario.render(), messages, tools=ctx.tools)
+
+
+class MalformedToolCall(ValueError):
+    """A tool call's arguments are not a JSON object, so a chat template cannot render them faithfully."""
+
+
+def training_messages(prompt: ChatPrompt, *, strict: bool = True) -> list[dict[str, Any]]:
+    """The prompt's messages with tool-call ``arguments`` decoded to dicts (what chat templates expect).
+
+    Why: the OpenAI wire format carries arguments as a JSON string, but TRL's Qwen2.5 templates render
+    them with ``arguments | tojson``, so a string would be trained double-encoded and TRL's response
+    parser could not read the model's own calls back.
+
+    Args:
+        prompt: A rendering from `agent_chat`, `user_chat` or `side_chat`.
+        strict: Raise on arguments that are not a JSON object (exports skip such dialogues). With
+            ``strict=False`` they become ``{"__raw__": <the text>}``, so a rollout can still show the
+            model its own malformed call.
+
+    Returns:
+        New message dicts; ``prompt`` is not changed.
+
+    Raises:
+        MalformedToolCall: if ``strict`` and some call's arguments are not a JSON object.
+    """
+    out = []
+    for message in prompt.messages:
+        message = dict(message)
+        if message.get("tool_calls"):
+            calls = []
+            for call in message["tool_calls"]:
+                fn = dict(call["function"])
+                try:
+                    args = _json_object(fn["name"], fn["arguments"])
+                except MalformedToolCall:
+                    if strict:
+                        raise
+                    args = {"__raw__": str(fn["arguments"])}
+                calls.append({**call, "function": {**fn, "arguments": args}})
+            message["tool_calls"] = calls
+        out.append(message)
+    return out
+
+
+def _json_object(name: str, args: Any) -> dict[str, Any]:
+    """``args`` as a dict: decoded if it is a JSON string (empty means no arguments), else checked."""
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise MalformedToolCall(f"tool call {name!r}: arguments are not JSON: {args!r}") from exc
+    if not isinstance(args, dict):
+        raise MalformedToolCall(f"tool call {name!r}: arguments are not a JSON object: {args!r}")
+    return args

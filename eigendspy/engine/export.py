@@ -15,14 +15,16 @@ Row formats (TRL's conversational format, ready for ``trl.SFTTrainer``):
   the prompt itself (with ``render.agent_chat``) from the task; GRPO callers map ``prompt`` to
   whatever their ``rollout_func`` needs (e.g. the task id).
 
-Tool-call arguments are **dicts**, not the JSON strings of the OpenAI wire format: TRL's Qwen2.5
-templates render them with ``arguments | tojson``, so a string would be trained double-encoded
-(``"arguments": "{\\"id\\": ...}"``) and TRL's response parser, which expects a JSON object,
-could not read the model's own calls back. Arrow would merge differently-keyed argument dicts
-(and tool schemas) into one struct padded with nulls, so ``messages`` and ``tools`` are stored
-with ``datasets.Json`` features: each dict round-trips exactly. An accepted dialogue whose tool
-call arguments are not a JSON object (a model's malformed call) cannot be rendered faithfully and
-is skipped, and counted in the card.
+Tool-call arguments are **dicts** (``render.training_messages``), not the JSON strings of the
+OpenAI wire format: TRL's Qwen2.5 templates render them with ``arguments | tojson``, so a string
+would be trained double-encoded (``"arguments": "{\\"id\\": ...}"``) and TRL's response parser,
+which expects a JSON object, could not read the model's own calls back. Arrow would merge
+differently-keyed argument dicts (and tool schemas) into one struct padded with nulls, so
+``messages`` and ``tools`` are stored with ``datasets.Json`` features: each dict round-trips
+exactly. An accepted dialogue whose tool call arguments are not a JSON object (a model's malformed
+call) cannot be rendered faithfully and is skipped, and counted in the card.
+
+A run directory is read only through `RunStore` (opened read-only), the one reader of its format.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ from pydantic import BaseModel
 
 from eigendspy.core.domain import Domain
 from eigendspy.core.records import DialogueRecord, TaskRecord
-from eigendspy.core.render import ChatPrompt, agent_chat, user_chat
+from eigendspy.core.render import ChatPrompt, MalformedToolCall, agent_chat, training_messages, user_chat
 from eigendspy.core.task import Task
 from eigendspy.engine.dataset_card import DatasetCard, StageYield
+from eigendspy.engine.store.store import RunStore
 
 logger = logging.getLogger(__name__)
 
@@ -53,51 +56,6 @@ CHAT_FEATURES = Features({"messages": List(Json()), "tools": List(Json()), "task
 RL_FEATURES = Features({"task_id": Value("string"), "domain": Value("string"), "task_json": Value("string"),
                         "null_pass": Value("bool"), "plan_id": Value("string"), "work_key": Value("string")})
 DATASET_NAMES = ("sft_agent", "sft_user", "rl_tasks")
-
-
-class MalformedToolCall(ValueError):
-    """A tool call's arguments are not a JSON object, so the chat template cannot render them."""
-
-
-def training_messages(prompt: ChatPrompt, *, strict: bool = True) -> list[dict[str, Any]]:
-    """The prompt's messages with tool-call ``arguments`` decoded to dicts (what the templates expect).
-
-    Args:
-        strict: Raise on arguments that are not a JSON object (exports skip such dialogues). With
-            ``strict=False`` they become ``{"__raw__": <the text>}``, so a rollout can still show the
-            model its own malformed call.
-
-    Raises:
-        MalformedToolCall: if ``strict`` and some call's arguments are not a JSON object.
-    """
-    out = []
-    for message in prompt.messages:
-        message = dict(message)
-        if message.get("tool_calls"):
-            calls = []
-            for call in message["tool_calls"]:
-                fn = dict(call["function"])
-                try:
-                    args = _json_object(fn["name"], fn["arguments"])
-                except MalformedToolCall:
-                    if strict:
-                        raise
-                    args = {"__raw__": str(fn["arguments"])}
-                calls.append({**call, "function": {**fn, "arguments": args}})
-            message["tool_calls"] = calls
-        out.append(message)
-    return out
-
-
-def _json_object(name: str, args: Any) -> dict[str, Any]:
-    if isinstance(args, str):
-        try:
-            args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise MalformedToolCall(f"tool call {name!r}: arguments are not JSON: {args!r}") from exc
-    if not isinstance(args, dict):
-        raise MalformedToolCall(f"tool call {name!r}: arguments are not a JSON object: {args!r}")
-    return args
 
 
 def _resolver(domains: DomainSource) -> Callable[[str], Domain]:
@@ -311,27 +269,18 @@ def export_all(
 
 
 def read_records(run_dir: str | Path) -> tuple[list[TaskRecord], list[DialogueRecord]]:
-    """Task and dialogue records from the ``*.jsonl`` shards at the top of a run directory.
+    """Task and dialogue records of a run directory, as its `RunStore` reads them.
 
-    Lines are dispatched on the records' ``kind`` discriminator (``"task"`` / ``"dialogue"``), so any
-    shard naming works; other lines are ignored, and a line that is not JSON (the torn tail a killed
-    writer leaves) is skipped with a warning rather than failing the export.
+    The store is the one reader of its format, so export sees exactly what a resumed run sees: shards
+    in write order, the first record of a re-written work key only, and no torn last line (a line a
+    live or killed writer has not finished). The store is opened read-only: nothing in the run
+    directory is changed and no lock is taken, so a run can be exported while it is still going.
+
+    Raises:
+        FileNotFoundError: if ``run_dir`` has no ``manifest.json`` (it is not a run directory).
     """
-    tasks: list[TaskRecord] = []
-    dialogues: list[DialogueRecord] = []
-    for path in sorted(Path(run_dir).glob("*.jsonl")):
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            try:
-                data = json.loads(line) if line.strip() else None
-            except json.JSONDecodeError:
-                logger.warning("export: %s line %d is not JSON; skipped", path, n)
-                continue
-            kind = data.get("kind") if isinstance(data, dict) else None
-            if kind == "task":
-                tasks.append(TaskRecord.model_validate(data))
-            elif kind == "dialogue":
-                dialogues.append(DialogueRecord.model_validate(data))
-    return tasks, dialogues
+    with RunStore.open(run_dir, read_only=True) as store:
+        return list(store.task_records()), list(store.dialogue_records())
 
 
 def export_run(
@@ -342,20 +291,22 @@ def export_run(
 ) -> ExportResult:
     """`export_all` over a run directory's records (default output: ``<run_dir>/export``).
 
-    The run id is ``card_extra["run_id"]``, else ``manifest.json``'s ``run_id``, else the folder name.
+    Records are read as in `read_records`. The run id is ``card_extra["run_id"]``, else the manifest's
+    ``run_id``, else the folder name.
+
+    Raises:
+        FileNotFoundError: if ``run_dir`` has no ``manifest.json`` (it is not a run directory).
     """
     run_dir = Path(run_dir)
-    tasks, dialogues = read_records(run_dir)
-    run_id = run_dir.name
-    manifest = run_dir / "manifest.json"
-    if manifest.exists():
-        run_id = json.loads(manifest.read_text()).get("run_id") or run_id
+    with RunStore.open(run_dir, read_only=True) as store:
+        tasks, dialogues = list(store.task_records()), list(store.dialogue_records())
+        run_id = store.manifest.run_id or run_dir.name
     extra = {"run_id": run_id, **(card_extra or {})}
     return export_all(tasks, dialogues, domains, out_dir or run_dir / "export", card_extra=extra)
 
 
 __all__ = [
-    "CHAT_FEATURES", "DATASET_NAMES", "RL_FEATURES", "DatasetCard", "DomainSource", "ExportResult",
-    "MalformedToolCall", "StageYield", "export_all", "export_run", "read_records", "rl_task_dataset",
-    "sft_agent_dataset", "sft_user_dataset", "task_from_row", "training_messages",
+    "CHAT_FEATURES", "DATASET_NAMES", "RL_FEATURES", "DatasetCard", "DomainSource", "ExportResult", "StageYield",
+    "export_all", "export_run", "read_records", "rl_task_dataset", "sft_agent_dataset", "sft_user_dataset",
+    "task_from_row",
 ]

@@ -91,7 +91,7 @@ async def call_with_retries(
             result = await fn()
         except (LMUnavailableError, asyncio.CancelledError):
             raise
-        except Exception as exc:  # noqa: BLE001 - every LM failure mode is retried the same way
+        except Exception as exc:  # every LM failure mode is retried the same way
             reason = describe_failure(exc)
             logger.info("%s call failed (attempt %d/%d): %s", role, attempt + 1, attempts, reason)
             if breaker is not None:

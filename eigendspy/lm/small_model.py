@@ -1,8 +1,8 @@
 """Small-model mode: output types whose grammar leaves a tiny model no wrong structural choice.
 
-Why: the embedded SmolLM2-135M writes valid JSON under grammar-constrained decoding, but given a
-free choice it takes whatever the grammar offers first — a tool call with ``{}`` arguments, an
-invented id, a reward basis the task cannot meet. In small-model mode the role modules do not
+Why: a tiny model (the embedded one) writes valid JSON under grammar-constrained decoding, but given
+a free choice it takes whatever the grammar offers first — a tool call with ``{}`` arguments, an
+invented id, a reward basis the task cannot meet (docs/embedded_model.md). In small-model mode the role modules do not
 ask it for those choices: they hand DSPy per-call *typed* outputs built here, and the JSON schema
 DSPy derives from them (so the grammar the local engine compiles) admits only
 

@@ -28,7 +28,7 @@ class ScriptedBackend:
         logprob: The log-probability reported for every token (scripted text has no model).
     """
 
-    def __init__(self, tokenizer, script: Script, *, logprob: float = -1.0) -> None:  # noqa: ANN001
+    def __init__(self, tokenizer, script: Script, *, logprob: float = -1.0) -> None:
         self.tokenizer = tokenizer
         self.script = script
         self.logprob = logprob

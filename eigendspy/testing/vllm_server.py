@@ -168,7 +168,7 @@ class LocalServer:
         except _ApiError as err:
             return _json(err.status, {"error": {"message": err.message, "type": err.error_type,
                                                 "param": err.param, "code": err.status}})
-        except Exception as exc:  # noqa: BLE001 - a server answers 500 rather than dropping the connection
+        except Exception as exc:  # a server answers 500 rather than dropping the connection
             logger.exception("local vLLM test double failed on %s", path)
             return _json(500, {"error": {"message": repr(exc), "type": "InternalServerError", "param": None,
                                          "code": 500}})
@@ -270,7 +270,7 @@ class LocalServer:
         with self._lock:
             try:
                 self.backend.load_adapter(str(path), name)
-            except Exception as exc:  # noqa: BLE001 - an unloadable adapter is the caller's problem: 400
+            except Exception as exc:  # an unloadable adapter is the caller's problem: 400
                 raise _ApiError(400, f"Loading lora {name} failed: {exc!r}", "BadRequestError") from exc
             self.adapters[name] = str(path)
         logger.info("loaded LoRA adapter %r from %s", name, path)
@@ -295,10 +295,10 @@ class LocalServer:
 class _Handler(BaseHTTPRequestHandler):
     """Thin HTTP shell around `LocalServer.handle`."""
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+    def do_GET(self) -> None:  # the stdlib's naming
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's naming
+    def do_POST(self) -> None:  # the stdlib's naming
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
@@ -312,7 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
         logger.debug("%s - %s", self.address_string(), format % args)
 
 

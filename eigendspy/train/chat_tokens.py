@@ -21,8 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from eigendspy.core.messages import Message, ToolCall
-from eigendspy.core.render import ChatPrompt
-from eigendspy.engine.export import training_messages
+from eigendspy.core.render import ChatPrompt, training_messages
 
 _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 

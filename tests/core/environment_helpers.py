@@ -33,7 +33,7 @@ def domain(request) -> Domain:
     return builtin_mock() if request.param == "builtin" else request.getfixturevalue("tau2_mock")
 
 
-def call(name, arguments=None, requestor="assistant", call_id="c1") -> ToolCall:  # noqa: ANN001
+def call(name, arguments=None, requestor="assistant", call_id="c1") -> ToolCall:
     return ToolCall(
         id=call_id, name=name, arguments={} if arguments is None else arguments, requestor=requestor
     )

@@ -41,7 +41,7 @@ def base() -> BaseDB:
     return BaseDB(make_db())
 
 
-def write(state: DBState, fn) -> None:  # noqa: ANN001
+def write(state: DBState, fn) -> None:
     """Run ``fn(view)`` in a transaction and commit it."""
     txn = Transaction(state)
     fn(DBView(state, txn))

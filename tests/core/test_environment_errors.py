@@ -163,7 +163,7 @@ def sneaky_read(db: MockDB, task_id: str) -> str:
     return "ok"
 
 
-def custom_domain(*extra) -> Domain:  # noqa: ANN002
+def custom_domain(*extra) -> Domain:
     return Domain(
         "custom",
         MockDB,

@@ -122,7 +122,7 @@ def test_for_task_raises_on_a_broken_task():
         Environment.for_task(dom, bad_field)
 
 
-def _oracle(tau2_dir) -> dict[str, dict]:  # noqa: ANN001
+def _oracle(tau2_dir) -> dict[str, dict]:
     lines = (tau2_dir / "mock" / "oracle.jsonl").read_text().splitlines()
     return {o["task_id"]: o for o in map(json.loads, lines)}
 

@@ -47,7 +47,7 @@ SIDES = st.sampled_from(["assistant", "user"])
 
 
 @st.composite
-def random_calls(draw) -> ToolCall:  # noqa: ANN001
+def random_calls(draw) -> ToolCall:
     name = draw(NAMES)
     side = draw(SIDES)
     how = draw(st.sampled_from(["dict", "json_text", "raw_text", "any_json_text", "bypass"]))
@@ -95,7 +95,7 @@ _ALL_SPECS = {**builtin_mock().toolkit.tools, **builtin_mock().user_toolkit.tool
 
 
 @st.composite
-def valid_ish_calls(draw) -> ToolCall:  # noqa: ANN001
+def valid_ish_calls(draw) -> ToolCall:
     """Mostly well-formed calls on the right side with plausible ids, sometimes not."""
     name = draw(st.sampled_from(AGENT_TOOLS + USER_TOOLS + ["nope"]))
     right_side = "user" if name in USER_TOOLS else "assistant"

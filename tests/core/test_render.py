@@ -13,7 +13,9 @@ from eigendspy.core.render import (
     USER_GUIDELINES,
     USER_TOOL_GUIDELINES,
     ChatPrompt,
+    MalformedToolCall,
     agent_chat,
+    training_messages,
     user_chat,
 )
 from eigendspy.core.task import UserScenario
@@ -138,6 +140,36 @@ def test_string_arguments_and_multiple_calls_and_missing_ids():
     assert [c["id"] for c in msgs[0]["tool_calls"]] == ["x1", "x2"]
     assert [m["tool_call_id"] for m in msgs[1:]] == ["x1", "x2"]
     assert msgs[1]["content"] == "Error: bad json"
+
+
+def test_training_messages_decode_arguments_and_keep_everything_else():
+    """Chat templates ``tojson`` the arguments, so they must be dicts; the prompt itself stays wire-format."""
+    history = [*dialogue(), Message.assistant(tool_calls=[ToolCall(id="a2", name="list_tasks", arguments="  ")])]
+    prompt = agent_chat("p", [], history)
+    out = training_messages(prompt)
+    assert len(out) == len(prompt.messages)
+    calls = [c for m in out for c in m.get("tool_calls") or []]
+    assert [c["function"]["arguments"] for c in calls] == [{"task_id": "task_1", "status": "completed"}, {}]
+    assert [c["id"] for c in calls] == ["a1", "a2"] and [c["function"]["name"] for c in calls] == [
+        "update_task_status",
+        "list_tasks",
+    ]
+    plain = [m for m, o in zip(prompt.messages, out, strict=True) if not m.get("tool_calls")]
+    assert plain == [o for o in out if not o.get("tool_calls")]  # messages without calls are unchanged
+    first = next(m for m in prompt.messages if m.get("tool_calls"))
+    assert isinstance(first["tool_calls"][0]["function"]["arguments"], str)  # the prompt was not mutated
+
+
+@pytest.mark.parametrize("bad", ['{"broken": ', "[1, 2]", '"text"'])
+def test_training_messages_malformed_arguments(bad):
+    calls = [ToolCall(id="x1", name="get_users", arguments=bad),
+             ToolCall(id="x2", name="get_users", arguments={"a": 1})]
+    prompt = agent_chat("p", [], [Message.assistant(tool_calls=calls)])
+    with pytest.raises(MalformedToolCall, match="tool call 'get_users'") as info:
+        training_messages(prompt)
+    assert isinstance(info.value, ValueError)
+    lenient = training_messages(prompt, strict=False)[1]["tool_calls"]
+    assert [c["function"]["arguments"] for c in lenient] == [{"__raw__": bad}, {"a": 1}]  # the model's own text
 
 
 def test_user_chat_flips_roles_and_keeps_only_the_users_tool_calls(domain):

@@ -118,7 +118,7 @@ def test_forks_are_independent_and_the_base_is_untouched(base):
 # --------------------------------------------------------------------------- same_as and hash
 
 
-def _mirror_hash(mutate) -> str:  # noqa: ANN001
+def _mirror_hash(mutate) -> str:
     model = make_db()
     mutate(model)
     return tau2_hash(model.model_dump())
@@ -140,14 +140,14 @@ def test_same_as_after_equal_write_real_change_and_independent_equal_changes(bas
     assert changed.hash() != pristine.hash()
     assert changed.hash() == _mirror_hash(lambda m: setattr(m.rows["a"], "qty", 2))
 
-    def edits(v):  # noqa: ANN001, ANN202
+    def edits(v):
         v.rows["a"].qty = 5
         v.rows["z"] = Row(name="zed", tags=["t"])
         del v.rows["b"]
         v.log.append("more")
         v.settings.limit = 2.5
 
-    def mirror(m):  # noqa: ANN001, ANN202
+    def mirror(m):
         m.rows["a"].qty = 5
         m.rows["z"] = Row(name="zed", tags=["t"])
         del m.rows["b"]

@@ -26,7 +26,7 @@ op_strategy = st.one_of(
 txn_strategy = st.tuples(st.lists(op_strategy, max_size=4), st.booleans())
 
 
-def _apply(target, op) -> None:  # noqa: ANN001
+def _apply(target, op) -> None:
     """Apply one op to a writable DBView or to a plain TinyDB (the same code drives both)."""
     kind = op[0]
     rows = target.rows
@@ -48,7 +48,7 @@ def _apply(target, op) -> None:  # noqa: ANN001
         target.settings.currency = op[1]
 
 
-def _run(state: DBState, mirror: TinyDB, txns) -> TinyDB:  # noqa: ANN001
+def _run(state: DBState, mirror: TinyDB, txns) -> TinyDB:
     """Apply transactions to ``state`` and, for committed ones, to a plain copy; return that copy."""
     for ops, commit in txns:
         txn = Transaction(state)

@@ -19,7 +19,7 @@ from eigendspy.core.task import (
 TASK_FILES = ["mock/tasks.json", "retail/tasks.json", "airline/tasks.json", "telecom/tasks_small.json"]
 
 
-def _raw(tau2_dir, rel: str) -> list[dict]:  # noqa: ANN001
+def _raw(tau2_dir, rel: str) -> list[dict]:
     data = json.loads((tau2_dir / rel).read_text())
     assert isinstance(data, list) and data
     return data
@@ -86,7 +86,7 @@ def test_unknown_fields_are_kept(tmp_path):
 VALID = {"id": "ok_1", "user_scenario": {"instructions": "Hello."}}
 
 
-def _write(tmp_path, content) -> object:  # noqa: ANN001
+def _write(tmp_path, content) -> object:
     path = tmp_path / "tasks.json"
     path.write_text(content if isinstance(content, str) else json.dumps(content))
     return path
@@ -161,7 +161,7 @@ def test_valid_file_and_empty_list_load(tmp_path):
 # --------------------------------------------------------------------------- Action.matches
 
 
-def _tc(name="create_task", arguments=None) -> ToolCall:  # noqa: ANN001
+def _tc(name="create_task", arguments=None) -> ToolCall:
     return ToolCall(name=name, arguments={} if arguments is None else arguments)
 
 

@@ -44,7 +44,7 @@ def test_var_keyword_is_a_type_error():
 
 
 def test_unannotated_argument_is_a_type_error_naming_it():
-    def f(db, good: int, bad) -> str:  # noqa: ANN001
+    def f(db, good: int, bad) -> str:
         """F."""
         return ""
 

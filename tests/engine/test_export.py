@@ -15,18 +15,19 @@ from eigendspy.core.orchestrator import Orchestrator
 from eigendspy.core.participants import FunctionParticipant
 from eigendspy.core.plans import EvaluationPlan, PlanPair, SynthesisPlan
 from eigendspy.core.records import DialogueRecord, Stage, TaskRecord
-from eigendspy.core.render import agent_chat, user_chat
+from eigendspy.core.render import agent_chat, training_messages, user_chat
 from eigendspy.domains import get_domain
 from eigendspy.engine.export import (
     DatasetCard,
     export_all,
     export_run,
+    read_records,
     rl_task_dataset,
     sft_agent_dataset,
     sft_user_dataset,
     task_from_row,
-    training_messages,
 )
+from eigendspy.engine.store.store import RunManifest, RunStore
 from eigendspy.testing.tiny_model import qwen2_5_template
 
 TASK_IDS = ("update_task_1", "create_task_1", "impossible_task_1")
@@ -189,17 +190,59 @@ def test_an_empty_run_exports_loadable_empty_datasets(tmp_path):
     assert "| tasks | 0/0 |" in result.paths["readme"].read_text()
 
 
-def test_export_run_reads_record_shards(domain, dialogues, task_records, tmp_path):
-    run = tmp_path / "run-9"
-    run.mkdir()
-    (run / "tasks.jsonl").write_text("\n".join(r.model_dump_json() for r in task_records) + "\n")
-    lines = [r.model_dump_json() for r in dialogues] + [json.dumps({"kind": "event"}), '{"kind": "dialo']
-    (run / "dialogues-00001.jsonl").write_text("\n".join(lines))  # ends in a torn line, as after kill -9
+def _run_dir(root, task_records, dialogues, run_id="run-9"):
+    """A run directory written by the store itself, as the engine writes one."""
+    with RunStore.create(root, RunManifest(run_id=run_id, domain="mock")) as store:
+        for record in [*task_records, *dialogues]:
+            store.append(record)
+    return root
+
+
+def test_export_run_reads_a_run_directory(domain, dialogues, task_records, tmp_path):
+    run = _run_dir(tmp_path / "run", task_records, dialogues)
     result = export_run(run, {"mock": domain})
-    assert result.out_dir == run / "export" and result.card.run_id == "run-9"
+    assert result.out_dir == run / "export" and result.card.run_id == "run-9"  # the manifest's run id
     assert result.counts == {"sft_agent": 3, "sft_user": 3, "rl_tasks": 2}
-    (run / "manifest.json").write_text(json.dumps({"run_id": "r-from-manifest"}))
-    assert export_run(run, {"mock": domain}, tmp_path / "again").card.run_id == "r-from-manifest"
+    assert export_run(run, {"mock": domain}, tmp_path / "again", {"run_id": "given"}).card.run_id == "given"
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "dialogues.jsonl").write_text("\n".join(r.model_dump_json() for r in dialogues) + "\n")
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        export_run(stray, {"mock": domain})  # only the store's run directories are read
+
+
+def test_export_reads_exactly_what_the_store_reads(domain, dialogues, task_records, tmp_path):
+    """A re-written work key, a non-record line and torn tails: export and `RunStore` agree on every record."""
+    run = _run_dir(tmp_path / "run", task_records, dialogues)
+    rewritten = dialogues[0].model_copy(update={"accepted": False, "stage": Stage.CHECK, "reward": 0.0})
+    unfinished = _record("create_task_1", dialogues[1].messages, key="d:unfinished")
+    # A later shard: its name sorts before dialogues.jsonl, but the store reads it after.
+    (run / "dialogues-00001.jsonl").write_text(
+        rewritten.model_dump_json() + "\n" + json.dumps({"kind": "event"}) + "\n"
+        + unfinished.model_dump_json()  # a whole record but no newline: the write was not finished
+    )
+    with open(run / "tasks.jsonl", "ab") as f:
+        f.write(task_records[0].model_dump_json().encode()[:40])  # the torn tail of a kill -9
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.suffix == ".jsonl"}
+
+    with RunStore.open(run, read_only=True) as store:
+        tasks, dlgs = list(store.task_records()), list(store.dialogue_records())
+    assert [r.work_key for r in dlgs] == ["d:update_task_1", "d:create_task_1", "d:device", "d:impossible_task_1"]
+    assert dlgs[0] == dialogues[0] and [r.work_key for r in tasks] == ["t:1", "t:2", "t:3", "t:4"]
+    assert read_records(run) == (tasks, dlgs)
+
+    result = export_run(run, {"mock": domain})
+    card = result.card
+    assert (card.tasks_total, card.tasks_accepted) == (len(tasks), sum(r.accepted for r in tasks))
+    assert (card.dialogues_total, card.dialogues_accepted) == (len(dlgs), sum(r.accepted for r in dlgs))
+    accepted = [r.work_key for r in dlgs if r.accepted]
+    assert load_from_disk(str(result.paths["sft_agent"]))["work_key"] == accepted
+    assert load_from_disk(str(result.paths["sft_user"]))["work_key"] == accepted
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.suffix == ".jsonl"} == before  # read-only
+
+    RunStore.open(run).close()  # a resumed writer cuts the torn tails: the reading does not change
+    assert read_records(run) == (tasks, dlgs)
+    assert export_run(run, {"mock": domain}, tmp_path / "after").counts == result.counts
 
 
 # -- the chat template and TRL ---------------------------------------------------------------------

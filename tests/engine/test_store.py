@@ -229,6 +229,36 @@ def test_partial_tail_is_repaired_on_open(tmp_path: Path, caplog: pytest.LogCapt
         assert store.append(make_dialogue(0))
 
 
+def test_typed_readers_filter_like_iter_records(tmp_path: Path) -> None:
+    with RunStore.create(tmp_path, _manifest()) as store:
+        for i in range(3):
+            store.append(make_task(i, accepted=i != 1))
+            store.append(make_dialogue(i, accepted=i != 2))
+    with RunStore.open(tmp_path, read_only=True) as store:
+        assert [r.work_key for r in store.task_records()] == ["task-0", "task-1", "task-2"]
+        assert [r.work_key for r in store.task_records(accepted=False)] == ["task-1"]
+        assert all(isinstance(r, TaskRecord) for r in store.task_records())
+        assert [r.work_key for r in store.dialogue_records(accepted=True)] == ["dlg-0", "dlg-1"]
+        assert list(store.dialogue_records(accepted=True)) == list(store.accepted_dialogues())
+        assert list(store.dialogue_records()) == list(store.iter_records("dialogue"))
+
+
+def test_rewritten_record_first_one_wins_across_shards(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A work key written twice (e.g. by a writer that bypassed the store) is read once: its first line, in
+    shard order (``dialogues.jsonl`` before ``dialogues-00001.jsonl``, although the name sorts after)."""
+    with RunStore.create(tmp_path, _manifest()) as store:
+        store.append(make_dialogue(0))
+        store.append(make_dialogue(1))
+    rewritten = make_dialogue(0, accepted=False, reasons=("rewritten",))
+    (tmp_path / "dialogues-00001.jsonl").write_text(rewritten.model_dump_json() + "\n")
+    with caplog.at_level(logging.WARNING, logger="eigendspy.engine.store.store"):
+        store = RunStore.open(tmp_path, read_only=True)
+    assert "repeats work_key 'dlg-0'" in caplog.text
+    records = list(store.dialogue_records())
+    assert [(r.work_key, r.accepted) for r in records] == [("dlg-0", True), ("dlg-1", True)]
+    assert store.done_keys("dialogue") == {"dlg-0", "dlg-1"} and store.corrupt_lines == 0
+
+
 def test_summary_on_planted_records(tmp_path: Path) -> None:
     with RunStore.create(tmp_path, _manifest()) as store:
         for i in range(3):

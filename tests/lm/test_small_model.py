@@ -207,8 +207,8 @@ def test_small_roles_answer_through_typed_outputs():
     assert msg.tool_calls[0].name == "update_task_status" and msg.tool_calls[0].arguments == call["arguments"]
     assert reply.content == SMALL_CONFIRM
     after = [*said, msg, Message(role="tool", id=msg.tool_calls[0].id, content="{}", requestor="assistant")]
-    predictor = agent._small_predictor(after, ctx)  # one call per user message: now it must talk
-    assert predictor.signature.output_fields["tool_calls"].annotation is type(None)
+    signature = agent._small_signature(after, ctx)  # one call per user message: now it must talk
+    assert signature.output_fields["tool_calls"].annotation is type(None)
 
 
 def test_engine_modes_switch_the_roles_and_judges_off_pass_on_execution():

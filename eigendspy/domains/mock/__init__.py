@@ -50,7 +50,7 @@ def generate_user_db(seed: int = 0) -> MockUserDB:
     )
 
 
-def _alias_user_db(env) -> None:  # noqa: ANN001
+def _alias_user_db(env) -> None:
     """tau2 quirk: in its mock domain, once initialization data is applied the user side's DB
     *is* the agent DB (same object), so both hashes are the agent DB's."""
     env.user_state = env.agent_state

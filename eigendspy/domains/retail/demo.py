@@ -47,7 +47,7 @@ def _scenario(reason: str, known: str, instructions: str) -> UserScenario:
     ))
 
 
-def _cancel_task(db, order, index: int) -> Task:  # noqa: ANN001
+def _cancel_task(db, order, index: int) -> Task:
     user = db.users[order.user_id]
     return Task(
         id=f"demo_cancel_{index}",
@@ -70,7 +70,7 @@ def _cancel_task(db, order, index: int) -> Task:  # noqa: ANN001
     )
 
 
-def _return_task(db, order, index: int) -> Task:  # noqa: ANN001
+def _return_task(db, order, index: int) -> Task:
     user = db.users[order.user_id]
     item = order.items[0]
     payment = order.payment_history[0].payment_method_id

