@@ -50,7 +50,7 @@ class Assistant(dspy.Module):
             tool whose id is not grounded yet is not offered), enum arguments narrowed to the values
             the user said, free text only as the user "quoted" it, no write tool that already
             succeeded in this dialogue — and at most one call per user message, after which the turn
-            must be a message (SmolLM2-135M otherwise calls tools forever and never answers).
+            must be a message, so a small model cannot call tools forever (docs/embedded_model.md).
 
     Example:
         ```python
@@ -80,14 +80,15 @@ class Assistant(dspy.Module):
             self._tools[key] = schema_tools(ctx.tools)
         inputs = dict(policy=ctx.domain.policy, dialogue=transcript(messages), tools=self._tools[key])
         if self.small_model:
-            pred = await self._small_predictor(messages, ctx).acall(**inputs)
+            pred = await self.turn.acall(signature=self._small_signature(messages, ctx), **inputs)
             return _typed_calls_message(pred, ctx.step)
         pred = await self.acall(**inputs)
         return prediction_to_message(pred, "assistant", text_field="response")
 
-    def _small_predictor(self, messages: Sequence[Message], ctx: TurnContext) -> dspy.Predict:
-        """A copy of ``self.turn`` (instructions, demos, LM kept) whose ``tool_calls`` is typed for
-        this turn (see the class doc): one call or null; null only when nothing is callable."""
+    def _small_signature(self, messages: Sequence[Message], ctx: TurnContext) -> type[dspy.Signature]:
+        """``self.turn``'s signature with ``tool_calls`` typed for this turn (see the class doc): one
+        call or null; null only when nothing is callable. It is passed to ``self.turn`` itself (never
+        a copy: optimizers' traces must see the call), which keeps its instructions, demos and LM."""
         key = id(ctx.domain)
         if key not in self._known:
             self._known[key] = collect_values(ctx.domain.base_db().model).values
@@ -99,9 +100,7 @@ class Assistant(dspy.Module):
             grounding = dialogue_grounding(self._known[key], messages)
             union = tool_call_union([s for s in specs if s.name not in done], grounding)
         calls = Optional[union] if union is not None else type(None)  # noqa: UP045 - built at run time
-        predictor = self.turn.deepcopy()
-        predictor.signature = self.turn.signature.with_updated_fields("tool_calls", type_=calls)
-        return predictor
+        return self.turn.signature.with_updated_fields("tool_calls", type_=calls)
 
 
 def prediction_to_message(pred: dspy.Prediction, role: str, *, text_field: str) -> Message:

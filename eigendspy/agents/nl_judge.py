@@ -12,28 +12,39 @@ from typing import Protocol, runtime_checkable
 
 import dspy
 
+from eigendspy.agents.transcript import OBSERVER, transcript
 from eigendspy.core.messages import Message
 from eigendspy.scoring.results import NLAssertionCheck
+from eigendspy.signatures.nl_judge import JudgeNLAssertion
 
 
 @runtime_checkable
 class NLJudge(Protocol):
     """Decides, for each assertion, whether the dialogue satisfies it.
 
+    A named method rather than ``__call__``, so a judge that is a `dspy.Module` keeps DSPy's own
+    ``__call__`` (callbacks, usage tracking, traces) and still returns plain checks to the checker.
+
     Does not own: retries, caching or cost accounting (the LM's business), nor the reward
     arithmetic (the checker's).
     """
 
-    def __call__(self, messages: Sequence[Message], assertions: Sequence[str]) -> list[NLAssertionCheck]: ...
+    def check(self, messages: Sequence[Message], assertions: Sequence[str]) -> list[NLAssertionCheck]:
+        """One check per assertion, in order."""
+        ...
 
 
 class ScriptedJudge:
-    """A deterministic judge for tests and offline runs: a fixed verdict or a Python rule."""
+    """A deterministic judge for tests and offline runs: a fixed verdict or a Python rule.
+
+    Args:
+        verdict: The verdict for every assertion, or ``rule(messages, assertion) -> bool``.
+    """
 
     def __init__(self, verdict: bool | Callable[[Sequence[Message], str], bool] = True) -> None:
         self.verdict = verdict
 
-    def __call__(self, messages: Sequence[Message], assertions: Sequence[str]) -> list[NLAssertionCheck]:
+    def check(self, messages: Sequence[Message], assertions: Sequence[str]) -> list[NLAssertionCheck]:
         out = []
         for text in assertions:
             met = self.verdict(messages, text) if callable(self.verdict) else bool(self.verdict)
@@ -41,35 +52,21 @@ class ScriptedJudge:
         return out
 
 
-class JudgeNLAssertion(dspy.Signature):
-    """Judge whether a customer-service dialogue satisfies one expected outcome.
-
-    Read the whole conversation between the user and the agent, including tool calls and tool
-    results. Answer met=True only if the dialogue clearly shows the outcome happened.
-    """
-
-    conversation: str = dspy.InputField(desc="The dialogue, one 'role: text' line per message")
-    assertion: str = dspy.InputField(desc="The expected outcome to check")
-    justification: str = dspy.OutputField(desc="One or two sentences citing the relevant messages")
-    met: bool = dspy.OutputField(desc="Whether the outcome is satisfied")
-
-
-def render_conversation(messages: Sequence[Message]) -> str:
-    lines = []
-    for m in messages:
-        if m.tool_calls:
-            calls = "; ".join(f"{c.name}({c.arguments})" for c in m.tool_calls)
-            lines.append(f"{m.role} [tool calls]: {calls}")
-        else:
-            lines.append(f"{m.role}: {m.content or ''}")
-    return "\n".join(lines)
-
-
 class DSPyNLJudge(dspy.Module):
     """An LLM judge as a DSPy module (optimizable like every other role).
 
+    It reads the dialogue in the observer's view (`transcript` with ``viewer="observer"``: both
+    sides' tool calls and results) and asks one `JudgeNLAssertion` per assertion.
+
     Args:
         lm: The LM to judge with; ``None`` uses whatever LM the caller's context sets.
+
+    Example:
+        ```python
+        judge = DSPyNLJudge(lm=dspy.LM("openai/gpt-4o"))
+        judge(messages=episode.messages, assertions=["The agent confirmed the refund"]).checks
+        Checker(domain, task, nl_judge=judge).score(episode.messages)  # through `check`
+        ```
     """
 
     def __init__(self, lm: dspy.LM | None = None) -> None:
@@ -78,16 +75,23 @@ class DSPyNLJudge(dspy.Module):
         if lm is not None:
             self.judge.set_lm(lm)
 
-    def forward(self, messages: Sequence[Message], assertions: Sequence[str]) -> list[NLAssertionCheck]:
-        conversation = render_conversation(messages)
-        out = []
+    def forward(self, messages: Sequence[Message], assertions: Sequence[str]) -> dspy.Prediction:
+        """Returns ``Prediction(checks: list[NLAssertionCheck])``, one check per assertion.
+
+        A failed LM call or an unparsable answer is a failed assertion whose justification says
+        why, so one bad answer does not abort the scoring of a whole dialogue.
+        """
+        conversation = transcript(messages, viewer=OBSERVER)
+        checks = []
         for text in assertions:
             try:
                 pred = self.judge(conversation=conversation, assertion=text)
-                out.append(NLAssertionCheck(nl_assertion=text, met=bool(pred.met), justification=pred.justification))
-            except Exception as exc:  # noqa: BLE001 - a judge failure is a failed assertion with a reason
-                out.append(NLAssertionCheck(nl_assertion=text, met=False, justification=f"judge error: {exc}"))
-        return out
+                checks.append(NLAssertionCheck(nl_assertion=text, met=bool(pred.met),
+                                               justification=pred.justification))
+            except Exception as exc:
+                checks.append(NLAssertionCheck(nl_assertion=text, met=False, justification=f"judge error: {exc}"))
+        return dspy.Prediction(checks=checks)
 
-    def __call__(self, messages: Sequence[Message], assertions: Sequence[str]) -> list[NLAssertionCheck]:  # type: ignore[override]
-        return self.forward(messages, assertions)
+    def check(self, messages: Sequence[Message], assertions: Sequence[str]) -> list[NLAssertionCheck]:
+        """The `NLJudge` protocol, through DSPy's ``__call__``."""
+        return self(messages=messages, assertions=assertions).checks

@@ -1,4 +1,4 @@
-"""Text renderings the synthesis roles read: tool summaries, plans, tasks, transcripts, failures.
+"""Text renderings the synthesis roles read: tool summaries, plans, tasks, failures (dialogues: `transcript`).
 
 DSPy's text adapters see every input as text, so each role's inputs are rendered here, once,
 the same way for every role (and every optimizer run). Tool summaries are *inputs*, never part
@@ -11,7 +11,6 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from eigendspy.core.messages import Message
 from eigendspy.core.plans import PlanPair
 from eigendspy.core.records import Verdict
 from eigendspy.core.task import Task
@@ -67,22 +66,6 @@ def render_task(task: Task) -> str:
             parts.append("Final-state predicates: " + "; ".join(p.expression for p in criteria.state_predicates))
         parts.append("Reward basis: " + ", ".join(r.value for r in criteria.reward_basis))
     return "\n".join(parts)
-
-
-def full_transcript(messages: Sequence[Message]) -> str:
-    """The whole dialogue as a neutral observer sees it: both sides' tool calls and results."""
-    lines = []
-    for m in messages:
-        if m.role == "tool":
-            who = m.requestor or "assistant"
-            lines.append(f"[{who} tool result{' ERROR' if m.error else ''}] {m.content or ''}")
-        elif m.tool_calls:
-            for call in m.tool_calls:
-                args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
-                lines.append(f"{m.role} [tool call] {call.name}({args})")
-        elif m.role in ("user", "assistant"):
-            lines.append(f"{m.role}: {m.content or ''}")
-    return "\n".join(lines)
 
 
 def render_failures(failures: Iterable[Verdict | str]) -> str:

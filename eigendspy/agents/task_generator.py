@@ -104,7 +104,7 @@ class TaskGenerator(dspy.Module):
 
     Args:
         lm: The LM for this role; ``None`` uses the caller's context.
-        constrain_tools: Type action names as an enum of the allowed tools (see `_predictor`).
+        constrain_tools: Type action names as an enum of the allowed tools (see `_signature`).
         small_model: Small-model mode (`eigendspy.lm.small_model`): the model picks one call of an
             allowed *write* tool, typed per tool (required arguments only, ids from an enum of the
             sampled rows, enum values that change the row) and a persona; the rest of the scenario
@@ -129,10 +129,13 @@ class TaskGenerator(dspy.Module):
 
     def _inputs(self, domain: Domain, plan: PlanPair | str, entities: str, feedback: str | Sequence[str],
                 allowed_tools: Sequence[str] | None) -> dict[str, object]:
+        """The keyword arguments of the one predictor call, shared by `forward` and `aforward`: the
+        signature for this call (see `_signature`) and the inputs."""
         allowed = list(allowed_tools) if allowed_tools is not None else all_tool_names(domain)
         if self.small_model:
             allowed = [spec.name for spec in write_specs(list(domain.toolkit), allowed)]
         return {
+            "signature": self._signature(allowed, domain, entities),
             "domain": domain.name,
             "policy": domain.policy,
             "tools": tool_summary(domain),
@@ -151,12 +154,16 @@ class TaskGenerator(dspy.Module):
                              plan=plan if isinstance(plan, PlanPair) else None)
         return dspy.Prediction(task=task, draft=draft)
 
-    def _predictor(self, tool_names: Sequence[str], domain: Domain | None = None, entities: str = "") -> dspy.Predict:
-        """With ``constrain_tools``, the predictor's ``task`` output is typed for this domain: action
-        names are an enum of the allowed tools, so a grammar-constrained decoder (the embedded model)
-        cannot invent one. Off by default: a capable LM gets a repairable reason instead of a parse
-        error. In small-model mode the whole draft is typed per call (`small_task_draft`). A copy of
-        ``self.generate`` keeps the evolved instructions, demos and LM."""
+    def _signature(self, tool_names: Sequence[str], domain: Domain | None = None,
+                   entities: str = "") -> type[dspy.Signature]:
+        """The signature ``self.generate`` is called with: with ``constrain_tools`` its ``task`` output is
+        typed for this domain — action names are an enum of the allowed tools, so a grammar-constrained
+        decoder (the embedded model) cannot invent one. Off by default: a capable LM gets a repairable
+        reason instead of a parse error. In small-model mode the whole draft is typed per call
+        (`small_task_draft`).
+
+        Derived from ``self.generate.signature`` at call time, so evolved instructions are kept, and
+        passed to ``self.generate`` itself (never a copy), so optimizers' traces see the call."""
         names = tuple(sorted(set(tool_names)))
         if self.small_model and domain is not None:
             specs = [spec for spec in domain.toolkit if spec.name in names]
@@ -165,13 +172,11 @@ class TaskGenerator(dspy.Module):
                 raise DraftError([f"none of the write tools ({', '.join(names) or 'none allowed'}) can be filled "
                                   "from the sampled entities: their ids are not among the rows shown"])
         elif not self.constrain_tools or not names:
-            return self.generate
+            return self.generate.signature
         else:
             action = pydantic.create_model("ActionDraft", __base__=ActionDraft, name=(Literal[names], ...))
             draft = pydantic.create_model("TaskDraft", __base__=TaskDraft, actions=(list[action], ...))
-        predictor = self.generate.deepcopy()
-        predictor.signature = self.generate.signature.with_updated_fields("task", type_=draft)
-        return predictor
+        return self.generate.signature.with_updated_fields("task", type_=draft)
 
     def forward(
         self,
@@ -183,8 +188,7 @@ class TaskGenerator(dspy.Module):
         allowed_tools: Sequence[str] | None = None,
     ) -> dspy.Prediction:
         """Returns ``Prediction(task: Task, draft: TaskDraft)``; raises `DraftError`."""
-        inputs = self._inputs(domain, plan, entities, feedback, allowed_tools)
-        raw = self._predictor(inputs["allowed_tools"], domain, entities)(**inputs)
+        raw = self.generate(**self._inputs(domain, plan, entities, feedback, allowed_tools))
         return self._result(raw, domain, plan, task_id, allowed_tools)
 
     async def aforward(
@@ -196,8 +200,7 @@ class TaskGenerator(dspy.Module):
         feedback: str | Sequence[str] = "",
         allowed_tools: Sequence[str] | None = None,
     ) -> dspy.Prediction:
-        inputs = self._inputs(domain, plan, entities, feedback, allowed_tools)
-        raw = await self._predictor(inputs["allowed_tools"], domain, entities).acall(**inputs)
+        raw = await self.generate.acall(**self._inputs(domain, plan, entities, feedback, allowed_tools))
         return self._result(raw, domain, plan, task_id, allowed_tools)
 
 
@@ -210,8 +213,8 @@ def small_task_draft(specs: Sequence[ToolSpec], entities: str) -> type[pydantic.
     required arguments, ids from the rows in ``entities`` and enum values that change the row
     (`eigendspy.lm.small_model.tool_call_union`) — and a short persona. One action because each further
     one is another chance for the small model to be wrong in rollouts too; the rest of the scenario
-    is stated from the action (`_small_scenario`), since a 135M model's free text rarely matches the
-    action it chose. None when no tool can be grounded in those rows."""
+    is stated from the action (`_small_scenario`), since a small model's free text need not match the
+    action it chose (docs/embedded_model.md). None when no tool can be grounded in those rows."""
     union = tool_call_union(specs, values_from_text(entities), avoid_no_op=True)
     if union is None:
         return None

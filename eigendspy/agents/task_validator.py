@@ -37,8 +37,7 @@ class TaskValidator(dspy.Module):
         strict: Also reject tasks a null policy passes (do nothing / transfer / reads only earn
             the full reward) — use it for RL task sets, where such tasks pay for doing nothing.
         use_judge: Ask the LLM judge after execution passes. Off: execution decides alone (the
-            verdict says so) — for LMs too small to judge: SmolLM2-135M answered the same three
-            booleans for a sound task and a nonsense one.
+            verdict says so) — for LMs too small to judge (docs/embedded_model.md).
 
     Example:
         ```python
@@ -56,50 +55,36 @@ class TaskValidator(dspy.Module):
         if judge_lm is not None:
             self.judge.set_lm(judge_lm)
 
-    def _execute(self, domain: Domain, task: Task) -> ExecutionReport:
-        return execution_check(domain, task, reject_null_pass=self.strict)
-
-    @staticmethod
-    def _inputs(domain: Domain, task: Task, plan: PlanPair | str | None) -> dict[str, str]:
-        return {
+    def _prepare(
+        self, domain: Domain, task: Task, plan: PlanPair | str | None
+    ) -> tuple[ExecutionReport, dspy.Prediction | dict[str, str]]:
+        """Everything but the judge's call, shared by `forward` and `aforward`: the execution report
+        and either the final prediction (execution settles it) or the judge's inputs."""
+        report = execution_check(domain, task, reject_null_pass=self.strict)
+        if not report.passed:
+            return report, _rejected(report)
+        if not self.use_judge:
+            return report, _unjudged(report)
+        return report, {
             "policy": domain.policy,
             "tools": tool_summary(domain),
             "plan": plan.render() if isinstance(plan, PlanPair) else (plan or ""),
             "task": render_task(task),
         }
 
-    @staticmethod
-    def _rejected(report: ExecutionReport) -> dspy.Prediction:
-        verdict = Verdict(passed=False, reasons=list(report.reasons), blame="task")
-        return dspy.Prediction(verdict=verdict, execution=report, judged=False)
-
-    @staticmethod
-    def _judged(raw: dspy.Prediction, report: ExecutionReport) -> dspy.Prediction:
-        failed = [why for field, why in _CRITERIA if not bool(getattr(raw, field, False))]
-        passed = not failed
-        reasons = [str(r) for r in (raw.reasons or []) if str(r).strip()]
-        if not passed and not reasons:
-            reasons = failed
-        verdict = Verdict(passed=passed, reasons=reasons, blame="none" if passed else "task")
-        return dspy.Prediction(verdict=verdict, execution=report, judged=True)
-
     def forward(self, domain: Domain, task: Task, plan: PlanPair | str | None = None) -> dspy.Prediction:
         """Returns ``Prediction(verdict: Verdict, execution: ExecutionReport, judged: bool)``."""
-        report = self._execute(domain, task)
-        if not report.passed:
-            return self._rejected(report)
-        if not self.use_judge:
-            return _unjudged(report)
-        return self._judged(self.judge(**self._inputs(domain, task, plan)), report)
+        report, step = self._prepare(domain, task, plan)
+        if isinstance(step, dspy.Prediction):
+            return step
+        return _judged(self.judge(**step), report)
 
     async def aforward(self, domain: Domain, task: Task, plan: PlanPair | str | None = None) -> dspy.Prediction:
         # Execution is CPU work (tens to hundreds of ms on retail): keep the event loop free.
-        report = await asyncio.to_thread(self._execute, domain, task)
-        if not report.passed:
-            return self._rejected(report)
-        if not self.use_judge:
-            return _unjudged(report)
-        return self._judged(await self.judge.acall(**self._inputs(domain, task, plan)), report)
+        report, step = await asyncio.to_thread(self._prepare, domain, task, plan)
+        if isinstance(step, dspy.Prediction):
+            return step
+        return _judged(await self.judge.acall(**step), report)
 
 
 NO_JUDGE = "execution only: the LLM judge is off (use_judge=False)"
@@ -108,3 +93,18 @@ NO_JUDGE = "execution only: the LLM judge is off (use_judge=False)"
 def _unjudged(report: ExecutionReport) -> dspy.Prediction:
     return dspy.Prediction(verdict=Verdict(passed=True, reasons=[NO_JUDGE], blame="none"), execution=report,
                            judged=False)
+
+
+def _rejected(report: ExecutionReport) -> dspy.Prediction:
+    verdict = Verdict(passed=False, reasons=list(report.reasons), blame="task")
+    return dspy.Prediction(verdict=verdict, execution=report, judged=False)
+
+
+def _judged(raw: dspy.Prediction, report: ExecutionReport) -> dspy.Prediction:
+    failed = [why for field, why in _CRITERIA if not bool(getattr(raw, field, False))]
+    passed = not failed
+    reasons = [str(r) for r in (raw.reasons or []) if str(r).strip()]
+    if not passed and not reasons:
+        reasons = failed
+    verdict = Verdict(passed=passed, reasons=reasons, blame="none" if passed else "task")
+    return dspy.Prediction(verdict=verdict, execution=report, judged=True)

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import dspy
 
-from eigendspy.agents.synthesis_inputs import full_transcript
 from eigendspy.agents.trajectory_prechecks import Finding, user_findings
+from eigendspy.agents.transcript import OBSERVER, transcript
 from eigendspy.core.messages import Message
 from eigendspy.core.plans import PlanPair
 from eigendspy.core.records import Verdict
@@ -68,38 +68,26 @@ class TrajectoryValidator(dspy.Module):
         if lm is not None:
             self.judge.set_lm(lm)
 
-    def _findings(self, domain: Domain, task: Task, messages: Sequence[Message]) -> list[Finding]:
-        return user_findings(task, messages, domain, leak_ngram=self.leak_ngram, check_invented=self.check_invented)
-
-    @staticmethod
-    def _rejected(findings: list[Finding]) -> dspy.Prediction:
-        decisive = [f for f in findings if f.decisive]
-        verdict = Verdict(passed=False, reasons=[f.reason for f in decisive], blame=decisive[0].blame)
-        return dspy.Prediction(verdict=verdict, findings=findings, judged=False)
-
-    @staticmethod
-    def _inputs(domain: Domain, task: Task, messages: Sequence[Message], plan: PlanPair | str | None,
-                checker_feedback: str, findings: list[Finding]) -> dict[str, str]:
+    def _prepare(
+        self, domain: Domain, task: Task, messages: Sequence[Message], plan: PlanPair | str | None,
+        checker_feedback: str,
+    ) -> tuple[list[Finding], dspy.Prediction | dict[str, str]]:
+        """Everything but the judge's call, shared by `forward` and `aforward`: the pre-check findings
+        and either the final prediction (a decisive finding, or no judge) or the judge's inputs."""
+        findings = user_findings(task, messages, domain, leak_ngram=self.leak_ngram,
+                                 check_invented=self.check_invented)
+        if any(f.decisive for f in findings):
+            return findings, _rejected(findings)
+        if not self.use_judge:
+            return findings, _unjudged(findings)
         notes = "\n".join(f"Pre-check note: {f.reason}" for f in findings)
-        return {
+        return findings, {
             "policy": domain.policy,
             "scenario": task.user_scenario.render(),
             "rubric": render_rubric(plan),
-            "transcript": full_transcript(messages),
+            "transcript": transcript(messages, viewer=OBSERVER),
             "checker_feedback": "\n".join(p for p in (checker_feedback, notes) if p) or "(no checker result)",
         }
-
-    @staticmethod
-    def _judged(raw: dspy.Prediction, findings: list[Finding]) -> dspy.Prediction:
-        passed = bool(raw.passed)
-        blame = raw.blame if raw.blame in _BLAMES else "task"
-        if passed:
-            blame = "none"
-        elif blame == "none":
-            blame = "assistant"  # a failed dialogue with nobody to blame: the trajectory is at fault
-        reasons = [str(r) for r in (raw.reasons or []) if str(r).strip()]
-        return dspy.Prediction(verdict=Verdict(passed=passed, reasons=reasons, blame=blame), findings=findings,
-                               judged=True)
 
     def forward(
         self,
@@ -110,13 +98,10 @@ class TrajectoryValidator(dspy.Module):
         checker_feedback: str = "",
     ) -> dspy.Prediction:
         """Returns ``Prediction(verdict: Verdict, findings: list[Finding], judged: bool)``."""
-        findings = self._findings(domain, task, messages)
-        if any(f.decisive for f in findings):
-            return self._rejected(findings)
-        if not self.use_judge:
-            return _unjudged(findings)
-        raw = self.judge(**self._inputs(domain, task, messages, plan, checker_feedback, findings))
-        return self._judged(raw, findings)
+        findings, step = self._prepare(domain, task, messages, plan, checker_feedback)
+        if isinstance(step, dspy.Prediction):
+            return step
+        return _judged(self.judge(**step), findings)
 
     async def aforward(
         self,
@@ -126,13 +111,28 @@ class TrajectoryValidator(dspy.Module):
         plan: PlanPair | str | None = None,
         checker_feedback: str = "",
     ) -> dspy.Prediction:
-        findings = self._findings(domain, task, messages)
-        if any(f.decisive for f in findings):
-            return self._rejected(findings)
-        if not self.use_judge:
-            return _unjudged(findings)
-        raw = await self.judge.acall(**self._inputs(domain, task, messages, plan, checker_feedback, findings))
-        return self._judged(raw, findings)
+        findings, step = self._prepare(domain, task, messages, plan, checker_feedback)
+        if isinstance(step, dspy.Prediction):
+            return step
+        return _judged(await self.judge.acall(**step), findings)
+
+
+def _rejected(findings: list[Finding]) -> dspy.Prediction:
+    decisive = [f for f in findings if f.decisive]
+    verdict = Verdict(passed=False, reasons=[f.reason for f in decisive], blame=decisive[0].blame)
+    return dspy.Prediction(verdict=verdict, findings=findings, judged=False)
+
+
+def _judged(raw: dspy.Prediction, findings: list[Finding]) -> dspy.Prediction:
+    passed = bool(raw.passed)
+    blame = raw.blame if raw.blame in _BLAMES else "task"
+    if passed:
+        blame = "none"
+    elif blame == "none":
+        blame = "assistant"  # a failed dialogue with nobody to blame: the trajectory is at fault
+    reasons = [str(r) for r in (raw.reasons or []) if str(r).strip()]
+    return dspy.Prediction(verdict=Verdict(passed=passed, reasons=reasons, blame=blame), findings=findings,
+                           judged=True)
 
 
 def _unjudged(findings: list[Finding]) -> dspy.Prediction:

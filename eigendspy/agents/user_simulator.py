@@ -39,7 +39,7 @@ class UserSimulator(dspy.Module):
             of a few utterances stated from the scenario (`small_utterances`) — its request, each
             known fact, a confirmation, a goodbye with ``###STOP###`` — so a tiny model chooses
             *when* to say what, but cannot invent facts, read its instructions aloud, or parrot the
-            agent. Measured on SmolLM2-135M: free text repeated the agent's greeting and never stopped.
+            agent (docs/embedded_model.md).
     """
 
     def __init__(self, lm: dspy.LM | None = None, use_tools: bool = False, small_model: bool = False) -> None:
@@ -72,10 +72,11 @@ class UserSimulator(dspy.Module):
             tools = self._tools[key]
         inputs = dict(scenario=ctx.task.user_scenario.render(), dialogue=transcript(messages, viewer="user"))
         if self.small_model and tools is None:
-            options = small_utterances(ctx.task, messages)
-            predictor = self.turn.deepcopy()  # instructions, demos and LM kept; only the output type differs
-            predictor.signature = self.turn.signature.with_updated_fields("message", type_=Literal[tuple(options)])
-            pred = await predictor.acall(**inputs)
+            # The registered predictor with a per-call output type (never a copy: optimizers' traces
+            # must see the call); its instructions, demos and LM are kept.
+            choices = Literal[tuple(small_utterances(ctx.task, messages))]  # type: ignore[valid-type]
+            signature = self.turn.signature.with_updated_fields("message", type_=choices)
+            pred = await self.turn.acall(signature=signature, **inputs)
             return Message(role="user", content=str(pred.message))
         pred = await self.acall(**inputs, tools=tools)
         return prediction_to_message(pred, "user", text_field="message")

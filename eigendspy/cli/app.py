@@ -114,12 +114,16 @@ def verify(domain: DomainOpt, data: DataOpt = None, split: SplitOpt = None,
 def eval_cmd(
     domain: DomainOpt, data: DataOpt = None, split: SplitOpt = None,
     trials: Annotated[int, typer.Option(help="Trials per task (pass^k for k <= trials)")] = 4,
-    agent: Annotated[str, typer.Option(help="Assistant: oracle | model:DIR | vllm:URL#NAME | lm:ID")] = "oracle",
-    api_base: Annotated[str | None, typer.Option(help="API base of an lm: agent's server")] = None,
+    agent: Annotated[str, typer.Option(
+        help="Assistant: oracle | model:DIR | vllm:URL#NAME | lm:LITELLM_ID | dspy:ROLE_LM_ID")] = "oracle",
+    api_base: Annotated[str | None, typer.Option(help="API base of an lm: or dspy: agent's server")] = None,
     model: Annotated[Path | None, typer.Option(help="Shorthand for --agent model:DIR (model or adapter)")] = None,
     tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer dir of a vllm: agent's model")] = None,
-    user: Annotated[str, typer.Option(help="User: oracle | lm:MODEL_ID | model:DIR")] = "oracle",
-    user_api_base: Annotated[str | None, typer.Option(help="API base of an lm:vllm-server/... user")] = None,
+    user: Annotated[str, typer.Option(
+        help="User, same forms as --agent: oracle | model:DIR | vllm:URL#NAME | lm:LITELLM_ID | dspy:ROLE_LM_ID"
+    )] = "oracle",
+    user_api_base: Annotated[str | None, typer.Option(help="API base of an lm: or dspy: user's server")] = None,
+    user_tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer dir of a vllm: user's model")] = None,
     instructions: Annotated[Path | None, typer.Option(help="Evolved assistant instruction file (text, stripped)",
                                                       exists=True, dir_okay=False)] = None,
     temperature: Annotated[float, typer.Option(help="Model agent sampling temperature (0: greedy)")] = 0.0,
@@ -133,16 +137,25 @@ def eval_cmd(
 ) -> None:
     """Run episodes and report pass^k with tau2 semantics (NL assertions excluded) plus a tau2 results file."""
     from eigendspy.core.orchestrator import EpisodeConfig
-    from eigendspy.eval.agents import build_assistant
+    from eigendspy.eval.agents import ParticipantSpec, build_assistant, build_user
     from eigendspy.eval.runner import run_episodes, write_run
     from eigendspy.eval.tau2_results import RunInfo
-    from eigendspy.train.users import build_user
 
     if model is not None:
         if agent != "oracle":
             raise typer.BadParameter("give --model DIR or --agent, not both", param_hint="--model")
         agent = f"model:{model}"
     text = instructions.read_text().strip() if instructions is not None else None
+    try:  # both specs checked before either side loads a model
+        agent_spec = ParticipantSpec.parse(agent)
+        agent_spec.check_options("assistant", tokenizer=tokenizer, instructions=text, api_base=api_base)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--agent") from exc
+    try:
+        user_spec = ParticipantSpec.parse(user)
+        user_spec.check_options("user", tokenizer=user_tokenizer, api_base=user_api_base)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--user") from exc
     dom, items = _load(domain, data, split)
     if task_ids is not None:
         wanted = [t.strip() for t in task_ids.split(",") if t.strip()]
@@ -151,19 +164,19 @@ def eval_cmd(
             raise typer.BadParameter(f"unknown task ids {missing}", param_hint="--task-ids")
         items = [known[t] for t in wanted]
     try:
-        assistant = build_assistant(agent, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+        assistant = build_assistant(agent_spec, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
                                     instructions=text, tokenizer=tokenizer, api_base=api_base)
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--agent") from exc
     try:
-        user_side = build_user(user, api_base=user_api_base, seed=seed)
+        user_side = build_user(user_spec, api_base=user_api_base, seed=seed, tokenizer=user_tokenizer)
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--user") from exc
     config = EpisodeConfig(max_steps=max_steps, seed=seed)
     episodes = run_episodes(dom, items, assistant, user_side, trials=trials, concurrency=concurrency,
                             tau2_compat=tau2_compat, config=config)
-    run = RunInfo(agent_llm=agent, user_llm=user, agent_implementation=f"eigendspy_{agent.split(':')[0]}",
-                  user_implementation=f"eigendspy_{user.split(':')[0]}_user", temperature=temperature,
+    run = RunInfo(agent_llm=agent, user_llm=user, agent_implementation=f"eigendspy_{agent_spec.kind}",
+                  user_implementation=f"eigendspy_{user_spec.kind}_user", temperature=temperature,
                   num_trials=trials, max_steps=max_steps, seed=seed)
     outputs = write_run(out, dom, items, episodes, run)
     settings = {"domain": domain, "data": str(data) if data else None, "split": split, "agent": agent,
@@ -207,10 +220,13 @@ def _print_report(report) -> None:  # noqa: ANN001
 
 
 def _register_engine_commands() -> None:
+    """Every command module registers here, so no command module imports another."""
+    from eigendspy.cli.evolve import evolve_cmd
     from eigendspy.cli.synth import register
     from eigendspy.cli.train import train_app
 
     register(app)
+    app.command(name="evolve")(evolve_cmd)
     app.add_typer(train_app, name="train")
 
 

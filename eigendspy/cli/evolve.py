@@ -69,19 +69,3 @@ def evolve_cmd(
     console.print(report.to_markdown())
     console.print(f"compiled program and report in {out}/")
 
-
-def load_compiled_roles(roles, compiled_dir: Path) -> list[str]:  # noqa: ANN001
-    """Load every ``<role>.json`` found in ``compiled_dir`` onto the matching role module."""
-    from eigendspy.optimizers import load_compiled
-
-    loaded = []
-    for name, attr in (("assistant", "assistant"), ("user", "user"), ("generator", "generator"),
-                       ("planner", "planner"), ("reflector", "reflector"), ("task_validator", "task_validator"),
-                       ("trajectory_validator", "trajectory_validator")):
-        path = Path(compiled_dir) / f"{name}.json"
-        if path.exists():
-            load_compiled(getattr(roles, attr), path, role=name)
-            loaded.append(name)
-    if not loaded:
-        raise typer.BadParameter(f"no compiled role (<role>.json) in {compiled_dir}", param_hint="--compiled")
-    return loaded

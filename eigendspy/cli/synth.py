@@ -72,6 +72,13 @@ def synth(
                        rounds=rounds, tasks_per_round=per_round, episodes_per_task=episodes, concurrency=concurrency,
                        small_model=small_model, llm_judges=llm_judges)
     dom = get_domain(domain, data_dir=data)
+    roles = Roles.from_lms(build_role_lms(lm_config))
+    loaded: list[str] = []
+    if compiled is not None:  # before the run directory exists: a wrong path leaves nothing behind
+        try:
+            loaded = roles.load_compiled(compiled)
+        except FileNotFoundError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--compiled") from exc
     if resume and (out / "manifest.json").exists():
         store = RunStore.open(out)
     else:
@@ -80,22 +87,20 @@ def synth(
         store = RunStore.create(out, manifest)
     console.print(f"[bold]synth[/] {domain}: {streams} streams x {rounds} rounds x {per_round} tasks, "
                   f"{episodes} episode(s) per task; LMs {sorted(set(lm_config.ids().values()))}")
-    roles = Roles.from_lms(build_role_lms(lm_config))
-    if compiled is not None:
-        from eigendspy.cli.evolve import load_compiled_roles
-
-        console.print(f"compiled roles loaded: {', '.join(load_compiled_roles(roles, compiled))}")
+    if loaded:
+        console.print(f"compiled roles loaded: {', '.join(loaded)}")
     counter = StageCounter()
     pool = None
-    if ray:
-        import functools
-
-        from eigendspy.engine.ray import RayWorkerPool, roles_from_config
-
-        pool = RayWorkerPool.start((domain, str(data) if data else None, {}),
-                                   functools.partial(roles_from_config, lm_config), cfg, address=ray)
-    engine = DataEngine(dom, roles, store, cfg, progress=counter, worker=pool)
     try:
+        if ray:
+            import functools
+
+            from eigendspy.engine.ray import RayWorkerPool, roles_from_config
+
+            pool = RayWorkerPool.start((domain, str(data) if data else None, {}),  # actors load --compiled too
+                                       functools.partial(roles_from_config, lm_config), cfg, compiled=compiled,
+                                       address=ray)
+        engine = DataEngine(dom, roles, store, cfg, progress=counter, worker=pool)
         with Live(counter.table(), console=console, refresh_per_second=4) as live:
             def tick(event: str, ok: bool) -> None:
                 counter(event, ok)
@@ -228,11 +233,9 @@ def model_fetch(
 
 
 def register(app: typer.Typer) -> None:
+    """Add this module's commands to ``app`` (`eigendspy.cli.app` registers every command module)."""
     app.command()(synth)
     app.command(name="inspect")(inspect_run)
     app.command(name="export")(export_cmd)
     app.command(name="demo-synth")(demo_synth)
-    from eigendspy.cli.evolve import evolve_cmd
-
-    app.command(name="evolve")(evolve_cmd)
     app.add_typer(model_app, name="model")

@@ -1,13 +1,16 @@
 """What one synthesis run is made of: its settings (`EngineConfig`, stored in the run manifest) and the
-DSPy modules that play its roles (`Roles`).
+DSPy modules that play its roles (`Roles`), which may start from compiled programs (`load_keeping_lms`).
 
-Why its own module: the engine, its item worker, Ray actors, the CLI and the optimizers all need these two
-types, and none of them should have to import the engine loop to get them.
+Why its own module: the engine, its item worker, Ray actors, the CLI and the optimizers all need these
+types, and none of them should have to import the engine loop to get them. Loading a compiled program
+lives here, not in `eigendspy.optimizers` (which saves them), because Ray actors load them too and the
+engine sits below the optimizers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Literal
 
 import dspy
@@ -67,6 +70,11 @@ class Roles:
     reflector: Reflector
 
     @classmethod
+    def names(cls) -> list[str]:
+        """The role names, which are also the artifact names of compiled roles (``<role>.json``)."""
+        return [f.name for f in fields(cls)]
+
+    @classmethod
     def from_lms(cls, lms: dict[str, dspy.LM]) -> Roles:
         return cls(
             planner=MetaPlanner(lm=lms.get("planner")),
@@ -77,3 +85,55 @@ class Roles:
             trajectory_validator=TrajectoryValidator(lm=lms.get("trajectory_validator")),
             reflector=Reflector(lm=lms.get("reflector")),
         )
+
+    def load_compiled(self, compiled_dir: str | Path) -> list[str]:
+        """Load every ``<role>.json`` in ``compiled_dir`` (`evolve`'s ``OUT/compiled``) into its role.
+
+        Each role keeps its own LMs (`load_keeping_lms`); roles with no file stay as they are.
+
+        Returns:
+            The names of the roles loaded, in `names` order.
+
+        Raises:
+            FileNotFoundError: ``compiled_dir`` holds no ``<role>.json`` for any role.
+        """
+        found = compiled_files(compiled_dir)
+        for name, path in found.items():
+            load_keeping_lms(getattr(self, name), path)
+        return list(found)
+
+
+def compiled_files(compiled_dir: str | Path) -> dict[str, Path]:
+    """The ``<role>.json`` files in ``compiled_dir``, by role name, in `Roles.names` order.
+
+    Raises:
+        FileNotFoundError: There is none (a wrong ``--compiled`` path must not silently run uncompiled).
+    """
+    folder = Path(compiled_dir)
+    found = {name: folder / f"{name}.json" for name in Roles.names() if (folder / f"{name}.json").is_file()}
+    if not found:
+        raise FileNotFoundError(f"no compiled role (<role>.json) in {folder}")
+    return found
+
+
+def load_keeping_lms(module: dspy.Module, path: str | Path) -> dspy.Module:
+    """Load a state saved by DSPy's own ``module.save`` into ``module`` (in place, also returned).
+
+    Why keep the LMs: a compiled program is its instructions and demos; LMs are runtime choices
+    (`eigendspy.optimizers.save_compiled` saves none), so each predictor keeps the LM it was built with.
+
+    Args:
+        module: A module of the structure that was saved (e.g. ``Assistant(lm=my_lm)``).
+        path: The saved ``.json`` state.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no compiled program at {path}")
+    lms = {name: predictor.lm for name, predictor in module.named_predictors()}
+    module.load(str(path))
+    for name, predictor in module.named_predictors():
+        predictor.lm = lms.get(name)
+    return module

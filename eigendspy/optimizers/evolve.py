@@ -64,7 +64,7 @@ def evaluate_program(program: dspy.Module, examples: Sequence[dspy.Example], met
     def one(example: dspy.Example) -> tuple[float, str | None]:
         try:
             return score_of(metric(example, program(**example.inputs()))), None
-        except Exception as exc:  # noqa: BLE001 - a crashing item is a score of 0, reported
+        except Exception as exc:  # a crashing item is a score of 0, reported
             return 0.0, f"{type(exc).__name__}: {exc}"
 
     with dspy.context(lm=lm) if lm is not None else contextlib.nullcontext():

@@ -16,6 +16,8 @@ from typing import Literal
 import dspy
 from pydantic import BaseModel, Field
 
+from eigendspy.engine.config import load_keeping_lms
+
 Status = Literal["improved", "unchanged", "all_proposals_failed"]
 
 
@@ -200,6 +202,8 @@ def save_compiled(program: dspy.Module, out_dir: str | Path, role: str | None = 
 def load_compiled(program: dspy.Module, path: str | Path, role: str | None = None) -> dspy.Module:
     """Load a compiled state into ``program`` (in place, also returned), keeping its own LMs.
 
+    The engine's roles load the same files with `Roles.load_compiled`; both use `load_keeping_lms`.
+
     Args:
         program: A program of the same structure (e.g. ``Assistant(lm=my_lm)``, or the program
             under test, whose evolved role is loaded).
@@ -209,13 +213,7 @@ def load_compiled(program: dspy.Module, path: str | Path, role: str | None = Non
     path = Path(path)
     if path.is_dir():
         path = path / f"{role or role_name(program)}.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no compiled program at {path}")
-    module = artifact_module(program)
-    lms = {name: p.lm for name, p in module.named_predictors()}
-    module.load(str(path))
-    for name, predictor in module.named_predictors():
-        predictor.lm = lms.get(name)
+    load_keeping_lms(artifact_module(program), path)
     return program
 
 

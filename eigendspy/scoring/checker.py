@@ -296,7 +296,7 @@ class Checker:
             result.nl_assertions = []
             result.breakdown[RewardType.NL_ASSERTION.value] = 1.0
             return
-        checks = self.nl_judge(list(messages), assertions)  # type: ignore[misc]
+        checks = self.nl_judge.check(list(messages), assertions)  # type: ignore[union-attr]
         result.nl_assertions = checks
         for c in checks:
             if not c.met:

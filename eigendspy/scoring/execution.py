@@ -92,7 +92,7 @@ def execution_check(
 
     try:
         env = Environment.for_task(domain, task, tau2_compat=tau2_compat)
-    except Exception as exc:  # noqa: BLE001 - a broken initial state is a finding, not a crash
+    except Exception as exc:  # a broken initial state is a finding, not a crash
         fail("initial_state", f"the task's initial state cannot be built: {type(exc).__name__}: {exc}")
         return ExecutionReport(task_id=task.id, passed=False, reasons=reasons, faults=faults)
 
@@ -111,7 +111,7 @@ def execution_check(
 
     try:
         report = verify_checker(domain, task, Checker.for_reward(domain, task, tau2_compat=tau2_compat))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         fail("verification_error", f"checker verification failed: {type(exc).__name__}: {exc}")
         return ExecutionReport(task_id=task.id, passed=False, reasons=reasons, faults=faults)
     if not report.gold_passes:

@@ -2,6 +2,7 @@
 
 from eigendspy.signatures.assistant import AssistantTurn
 from eigendspy.signatures.meta_planner import MetaPlan, PlanDraft
+from eigendspy.signatures.nl_judge import JudgeNLAssertion
 from eigendspy.signatures.reflector import ReflectPlan
 from eigendspy.signatures.task_generator import ActionDraft, GenerateTask, TaskDraft
 from eigendspy.signatures.task_validator import JudgeTask
@@ -13,6 +14,7 @@ __all__ = [
     "ActionDraft",
     "AssistantTurn",
     "GenerateTask",
+    "JudgeNLAssertion",
     "JudgeTask",
     "JudgeTrajectory",
     "MetaPlan",

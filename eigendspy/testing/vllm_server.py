@@ -86,15 +86,14 @@ class LocalServer:
         allow_runtime_lora_updating: bool = True,
         max_model_len: int | None = None,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from eigendspy.train.models import load_model
 
         self.model_path = str(model_path)
         self.model_name = served_model_name or self.model_path
         self.host, self.port = host, port
         self.api_key = api_key
         self.allow_runtime_lora_updating = allow_runtime_lora_updating
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        model = AutoModelForCausalLM.from_pretrained(self.model_path)
+        model, self.tokenizer = load_model(self.model_path)
         model.eval()
         self.max_model_len = max_model_len or int(getattr(model.config, "max_position_embeddings", 2048))
         self.vocab_size = int(model.config.vocab_size)

@@ -57,7 +57,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown config format {suffix!r}; use one of {', '.join(SUFFIXES)}")
     except ConfigError:
         raise
-    except Exception as exc:  # noqa: BLE001 - tomllib, yaml and json raise unrelated types
+    except Exception as exc:  # tomllib, yaml and json raise unrelated types
         raise ConfigError(f"{path}: cannot parse {suffix[1:]}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a table/mapping, got {type(data).__name__}")

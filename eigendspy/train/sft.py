@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Side = Literal["agent", "user"]
-_PATH_PREFIXES = ("/", "./", "../", "~")
 
 
 class LoraSettings(BaseModel):
@@ -161,7 +160,7 @@ def export_run_dir(config: SFTRunConfig) -> Path:
     manifest_path = run_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
 
-    def domain(name: str):  # noqa: ANN202 - a Domain, imported lazily
+    def domain(name: str):  # a Domain, imported lazily
         data_dir = config.domain_data.get(name)
         if data_dir is None and manifest.get("domain") == name:
             data_dir = manifest.get("data_dir")
@@ -253,29 +252,12 @@ def sft_args(config: SFTRunConfig) -> SFTConfig:
     )
 
 
-def _load_model(config: SFTRunConfig, bf16: bool) -> tuple[Any, Any]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    name = config.model
-    local = Path(name).expanduser()
-    if not local.exists() and name.startswith(_PATH_PREFIXES):
-        raise FileNotFoundError(f"model path not found: {name}")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else name)
-        model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else name,
-                                                     dtype=torch.bfloat16 if bf16 else torch.float32)
-    except OSError as exc:
-        raise FileNotFoundError(f"model {name!r} is neither a local folder nor on a reachable hub: {exc}") from exc
-    return model, tokenizer
-
-
-def _log_final_step():  # noqa: ANN202 - a TrainerCallback, imported lazily
+def _log_final_step():  # a TrainerCallback, imported lazily
     """A callback making the trainer log the last step, so ``final_loss`` is the loss the adapter ended at."""
     from transformers import TrainerCallback
 
     class LogFinalStep(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201, ARG002
+        def on_step_end(self, args, state, control, **kwargs):
             if state.global_step >= state.max_steps:
                 control.should_log = True
             return control
@@ -289,8 +271,11 @@ def build_sft_trainer(config: SFTRunConfig) -> SFTTrainer:
     Exposed apart from `train_sft` so callers can inspect what will be trained on (e.g. the
     labels of ``trainer.train_dataset``) before spending compute.
     """
+    import torch
     from peft import LoraConfig
     from trl import SFTTrainer
+
+    from eigendspy.train.models import load_model
 
     args = sft_args(config)
     if config.run_dir is not None:
@@ -298,7 +283,7 @@ def build_sft_trainer(config: SFTRunConfig) -> SFTTrainer:
             if args.process_index == 0:
                 export_run_dir(config)
     dataset = load_sft_dataset(resolve_dataset_path(config))
-    model, tokenizer = _load_model(config, args.bf16)
+    model, tokenizer = load_model(config.model, dtype=torch.bfloat16 if args.bf16 else torch.float32)
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                       target_modules=config.lora.target_modules, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,

@@ -7,8 +7,7 @@ import asyncio
 import dspy
 
 from eigendspy.agents import Assistant, UserSimulator
-from eigendspy.agents.transcript import transcript
-from eigendspy.core.messages import Message, TerminationReason, ToolCall
+from eigendspy.core.messages import TerminationReason
 from eigendspy.core.orchestrator import Orchestrator
 from eigendspy.domains import get_domain
 from eigendspy.scoring.checker import Checker
@@ -44,12 +43,3 @@ def test_assistant_is_a_plain_dspy_module():
     assert isinstance(pred, dspy.Prediction) and pred.response == "hello"
     assert len(agent.named_predictors()) == 1
 
-
-def test_transcript_hides_the_other_sides_device_actions():
-    msgs = [
-        Message.user(tool_calls=[ToolCall(name="toggle", requestor="user")]),
-        Message.tool("c1", "ok", "user", False),
-        Message.assistant("hi"),
-    ]
-    assert "toggle" not in transcript(msgs, viewer="assistant")
-    assert "toggle" in transcript(msgs, viewer="user")

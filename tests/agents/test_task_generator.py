@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+import dspy
 import pytest
 
 from eigendspy.agents import DraftError, TaskGenerator
@@ -99,13 +100,20 @@ def test_aforward_and_explicit_reward_basis(mock):
 
 
 def test_constrained_tool_names_become_an_enum_in_the_output_schema():
-    from eigendspy.agents.task_generator import TaskGenerator
-
     gen = TaskGenerator(constrain_tools=True)
-    predictor = gen._predictor(["update_task_status", "get_users"])
-    schema = predictor.signature.output_fields["task"].annotation
+    signature = gen._signature(["update_task_status", "get_users"])
+    schema = signature.output_fields["task"].annotation
     action_schema = schema.model_json_schema()["$defs"]["ActionDraft"]["properties"]["name"]
     assert set(action_schema["enum"]) == {"update_task_status", "get_users"}
-    assert predictor.signature.instructions == gen.generate.signature.instructions  # evolved text kept
+    assert signature.instructions == gen.generate.signature.instructions  # evolved text kept
     free = TaskGenerator()
-    assert free._predictor(["update_task_status"]) is free.generate  # unconstrained: names stay free text
+    assert free._signature(["update_task_status"]) is free.generate.signature  # unconstrained: names stay free text
+
+
+def test_constrained_call_goes_through_the_registered_predictor(mock):
+    gen = TaskGenerator(lm=scripted_lm(lambda req: draft([UPDATE])), constrain_tools=True)
+    with dspy.context(trace=[]):
+        gen(domain=mock, plan=PLAN, entities="", task_id="t")
+        (predictor, _, pred), = dspy.settings.trace
+    assert predictor is gen.generate and [p for _, p in gen.named_predictors()] == [gen.generate]
+    assert pred.task.actions[0].name == "update_task_status"

@@ -31,14 +31,18 @@ def test_executable_task_goes_to_the_judge(retail):
     assert inputs["plan"] == "exchange two items" and "get_order_details(order_id)" in inputs["tools"]
 
 
-def test_failed_execution_rejects_without_an_lm_call(retail):
+def _broken(retail):
+    """Task 0 with every order id replaced by one that does not exist: it cannot execute."""
     task = retail.task("0")
-    broken = [a.model_copy(update={"arguments": {**a.arguments, "order_id": "#W0000000"}})
-              if "order_id" in a.arguments else a for a in task.gold_actions]
-    task = task.model_copy(update={"evaluation_criteria": task.evaluation_criteria.model_copy(
-        update={"actions": broken})})
+    actions = [a.model_copy(update={"arguments": {**a.arguments, "order_id": "#W0000000"}})
+               if "order_id" in a.arguments else a for a in task.gold_actions]
+    return task.model_copy(update={"evaluation_criteria": task.evaluation_criteria.model_copy(
+        update={"actions": actions})})
+
+
+def test_failed_execution_rejects_without_an_lm_call(retail):
     lm = scripted_lm(lambda req: OK)
-    pred = TaskValidator(judge_lm=lm)(domain=retail, task=task)
+    pred = TaskValidator(judge_lm=lm)(domain=retail, task=_broken(retail))
     assert not pred.verdict.passed and pred.verdict.blame == "task" and not pred.judged
     assert any("#W0000000" in r for r in pred.verdict.reasons)
     assert lm.call_count == 0
@@ -72,3 +76,16 @@ def test_extra_gold_write_fails_verification(retail):
         update={"actions": [*task.gold_actions, extra, extra]})})
     pred = TaskValidator(judge_lm=scripted_lm(lambda req: OK))(domain=retail, task=task)
     assert not pred.verdict.passed and pred.execution.faults == ["no_op_write"]
+
+
+@pytest.mark.parametrize("path", ["rejected", "unjudged", "judged"])
+def test_forward_and_aforward_agree_on_every_path(retail, path):
+    task = _broken(retail) if path == "rejected" else retail.task("0")
+    lm = scripted_lm(lambda req: {**OK, "solvable": False, "reasons": ["no"]})
+    validator = TaskValidator(judge_lm=lm, use_judge=path != "unjudged")
+    sync = validator(domain=retail, task=task, plan="p")
+    not_sync = asyncio.run(validator.acall(domain=retail, task=task, plan="p"))
+    assert sync.verdict == not_sync.verdict and sync.judged == not_sync.judged == (path == "judged")
+    assert sync.execution.reasons == not_sync.execution.reasons
+    assert lm.call_count == (2 if path == "judged" else 0)
+    assert [r.inputs for r in lm.log.requests[:1]] == [r.inputs for r in lm.log.requests[1:]]

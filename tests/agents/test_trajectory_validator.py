@@ -112,3 +112,22 @@ def test_aforward_and_unknown_blame_from_the_judge(retail, task):
 def test_leak_ngram_is_validated():
     with pytest.raises(ValueError, match="leak_ngram"):
         TrajectoryValidator(leak_ngram=2)
+
+
+@pytest.mark.parametrize("path", ["rejected", "unjudged", "judged"])
+def test_forward_and_aforward_agree_on_every_path(retail, task, path):
+    if path == "rejected":
+        messages = [*opening(task), Message.assistant("Shall I exchange both items? (yes/no)"),
+                    Message.user("###STOP###")]
+    else:
+        messages = [*opening(task), Message.assistant("Sorry, I cannot exchange these items."),
+                    Message.user("Okay. ###STOP###")]
+    lm = scripted_lm(lambda req: {"passed": False, "blame": "task", "reasons": ["bad task"]})
+    validator = TrajectoryValidator(lm=lm, use_judge=path != "unjudged")
+    kwargs = dict(domain=retail, task=task, messages=messages, plan=PLAN, checker_feedback="reward 0.0")
+    sync = validator(**kwargs)
+    not_sync = asyncio.run(validator.acall(**kwargs))
+    assert sync.verdict == not_sync.verdict and sync.findings == not_sync.findings
+    assert sync.judged == not_sync.judged == (path == "judged")
+    assert lm.call_count == (2 if path == "judged" else 0)
+    assert [r.inputs for r in lm.log.requests[:1]] == [r.inputs for r in lm.log.requests[1:]]

@@ -106,3 +106,14 @@ def test_evolve_then_synth_from_compiled(tmp_path, tau2_dir, monkeypatch):
     result = runner.invoke(app, ["synth", "--domain", "mock", "--n", "2", "--out", str(tmp_path / "run"),
                                  "--compiled", str(out / "compiled")])
     assert "compiled roles loaded: assistant" in result.output
+
+
+def test_synth_with_a_wrong_compiled_path_names_the_option(tmp_path, monkeypatch):
+    from eigendspy.lm import config as lm_config
+
+    monkeypatch.setattr(lm_config, "build_role_lms", lambda cfg: {})  # it fails before any LM call
+    (tmp_path / "empty").mkdir()
+    for bad in (tmp_path / "missing", tmp_path / "empty"):
+        result = runner.invoke(app, ["synth", "--out", str(tmp_path / "run"), "--compiled", str(bad)])
+        assert result.exit_code == 2 and "--compiled" in result.output and "no compiled role" in result.output
+        assert not (tmp_path / "run").exists()

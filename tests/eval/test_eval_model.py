@@ -12,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from eigendspy.cli import app
-from eigendspy.eval.agents import build_assistant, load_tokenizer
+from eigendspy.eval.agents import build_assistant
 from eigendspy.eval.tau2_results import read_results
+from eigendspy.train.models import load_tokenizer
 
 runner = CliRunner()
 TASKS = "create_task_1,update_task_1"
@@ -118,14 +119,17 @@ def test_vllm_agent_over_the_protocol_matches_the_in_process_model(tiny_model_di
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--agent", "gpt-4o"], "unknown agent 'gpt-4o'"),
-    (["--agent", "model:/no/such/dir"], "no directory"),
-    (["--agent", "vllm:localhost:8000"], "malformed agent"),
+    (["--agent", "gpt-4o"], "unknown participant spec 'gpt-4o'"),
+    (["--agent", "model:/no/such/dir"], "directory '/no/such/dir' does not exist"),
+    (["--agent", "vllm:localhost:8000"], "malformed participant spec 'vllm:localhost:8000'"),
     (["--agent", "vllm:http://localhost:8000#m"], "needs a tokenizer"),
     (["--agent", "vllm:http://localhost:8000#m", "--tokenizer", "/no/such/dir"], "does not exist"),
     (["--agent", "oracle", "--tokenizer", "."], "only needed by 'vllm:'"),
+    (["--agent", "oracle", "--api-base", "http://h/v1"], "api_base is the endpoint"),
     (["--model", ".", "--agent", "vllm:http://h#m"], "not both"),
-    (["--user", "bob"], "unknown user spec 'bob'"),
+    (["--user", "bob"], "unknown participant spec 'bob'"),
+    (["--user", "vllm:http://localhost:8000#m"], "user 'vllm:http://localhost:8000#m' needs a tokenizer"),
+    (["--user", "model:/no/such/dir"], "directory '/no/such/dir' does not exist"),
     (["--task-ids", "nope"], "unknown task ids"),
 ])
 def test_bad_specs_are_clear_errors(tau2_dir, tmp_path, args, message):

@@ -95,7 +95,7 @@ def test_group_geometry_errors_are_clear():
 def test_config_validation():
     with pytest.raises(ValueError, match="vllm_url"):
         GRPORunConfig(model="m", output_dir="o", backend="vllm")
-    with pytest.raises(ValueError, match="user must be"):
+    with pytest.raises(ValueError, match="user: unknown participant spec 'bob'"):
         GRPORunConfig(model="m", output_dir="o", user="bob")
 
 

@@ -112,7 +112,7 @@ class HFBackend:
                 params = key.model_copy(update={"seed": reqs[0].params.seed})
                 try:
                     outs = await asyncio.to_thread(self.generate_batch, [r.prompt_ids for r in reqs], params)
-                except Exception as exc:  # noqa: BLE001 - fail the waiting episodes, keep the batcher alive
+                except Exception as exc:  # fail the waiting episodes, keep the batcher alive
                     for r in reqs:
                         if not r.future.done():
                             r.future.set_exception(exc)

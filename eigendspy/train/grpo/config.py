@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from eigendspy.train.participant_spec import ParticipantSpec
+
 
 class GRPORunConfig(BaseModel):
     """Multi-turn GRPO on LoRA with trajectory-level advantages and dynamic filtering.
@@ -28,8 +30,10 @@ class GRPORunConfig(BaseModel):
     split: str | None = None
     task_ids: list[str] | None = None
 
-    user: str = Field("oracle", description="'oracle' | 'lm:<litellm id or vllm-server/...>' | 'model:<dir>'")
-    user_api_base: str | None = None
+    user: str = Field("oracle", description="A participant spec (eigendspy.train.participant_spec): 'oracle', "
+                      "'model:<dir>', 'vllm:<url>#<name>', 'lm:<LiteLLM id>' or 'dspy:<role LM id>'")
+    user_api_base: str | None = Field(None, description="Endpoint of an 'lm:' or 'dspy:' user's server")
+    user_tokenizer: str | None = Field(None, description="Tokenizer folder of a 'vllm:' user's model")
 
     num_generations: int = Field(4, ge=2)
     tasks_per_step: int = Field(2, ge=1)
@@ -72,6 +76,9 @@ class GRPORunConfig(BaseModel):
             raise ValueError("backend='vllm' needs vllm_url (e.g. http://localhost:8000) and vllm_model")
         if self.overlap_rollouts and self.backend != "vllm":
             raise ValueError("overlap_rollouts needs backend='vllm': in-process generation shares the trained weights")
-        if not (self.user == "oracle" or self.user.startswith(("lm:", "model:"))):
-            raise ValueError(f"user must be 'oracle', 'lm:<model>' or 'model:<dir>'; got {self.user!r}")
+        try:
+            ParticipantSpec.parse(self.user).check_options("user", tokenizer=self.user_tokenizer,
+                                                           api_base=self.user_api_base)
+        except ValueError as exc:
+            raise ValueError(f"user: {exc}") from None
         return self

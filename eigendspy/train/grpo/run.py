@@ -60,7 +60,7 @@ def load_tasks(config: GRPORunConfig) -> tuple[Any, dict[str, Task]]:
     return domain, {t.id: t for t in tasks}
 
 
-def task_dataset(task_ids: list[str], steps: int, groups_per_step: int):  # noqa: ANN201
+def task_dataset(task_ids: list[str], steps: int, groups_per_step: int):  # a datasets.Dataset
     """The trainer's dataset: one ``prompt`` (a task id) per group, enough rows for ``steps`` steps.
 
     The fingerprint is computed here (a hash of the ids) instead of by ``datasets``, whose dill-based
@@ -78,7 +78,7 @@ def task_dataset(task_ids: list[str], steps: int, groups_per_step: int):  # noqa
     return Dataset(InMemoryTable(pa.table({"prompt": prompts})), fingerprint=fingerprint)
 
 
-def grpo_args(config: GRPORunConfig, **overrides: Any):  # noqa: ANN201
+def grpo_args(config: GRPORunConfig, **overrides: Any):  # a trl.GRPOConfig
     from trl import GRPOConfig
 
     kwargs: dict[str, Any] = dict(
@@ -109,19 +109,24 @@ def build_trainer(
     """Assemble the trainer; ``user`` / ``backend`` / ``tasks`` override what the config names."""
     from peft import LoraConfig
 
-    from eigendspy.train.users import build_user, load_model
+    from eigendspy.train.models import load_model
+    from eigendspy.train.participants import build_user
 
     if tasks is None:
         domain, pool = load_tasks(config)
     else:
         domain, pool = load_domain(config), {t.id: t for t in tasks}
     if user is None:
-        user = build_user(config.user, api_base=config.user_api_base, seed=config.seed)
+        user = build_user(config.user, api_base=config.user_api_base, seed=config.seed,
+                          tokenizer=config.user_tokenizer)
     if backend is None and config.backend == "vllm":
         from eigendspy.train.backends.vllm import VLLMServerBackend
 
         backend = VLLMServerBackend(config.vllm_url, config.vllm_model)
-    model, tokenizer = load_model(config.adapter or config.model, trainable=True)
+    if config.adapter is not None:  # the SFT adapter over the configured base, trained further
+        model, tokenizer = load_model(config.adapter, trainable=True, base=config.model)
+    else:
+        model, tokenizer = load_model(config.model)
     peft_config = None
     if config.adapter is None:
         peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
