@@ -56,7 +56,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy export
+def __getattr__(name: str):  # PEP 562 lazy export
     """Import the public API on first use: importing ``eigendspy.train`` on a bare GPU box must not pull DSPy."""
     module = _EXPORTS.get(name)
     if module is None:

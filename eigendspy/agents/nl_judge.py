@@ -1,14 +1,12 @@
-"""Pluggable judges for natural-language assertions (tau2's NL_ASSERTION component).
+"""An LLM judge of natural-language assertions as a DSPy module (the `scoring.nl_judge.NLJudge` protocol).
 
-An NL judge is an LLM opinion, not an execution result: it is used for evaluation parity
-with tau2-bench and for the data engine's second opinion, and it never enters an RL reward
-(`Checker(exclude_nl=True)` removes NL_ASSERTION from the basis).
+An NL judge is an LLM opinion, not an execution result: it serves evaluation parity with tau2-bench and
+the data engine's second opinion, and never enters an RL reward (`Checker.for_reward`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
 
 import dspy
 
@@ -16,40 +14,6 @@ from eigendspy.agents.transcript import OBSERVER, transcript
 from eigendspy.core.messages import Message
 from eigendspy.scoring.results import NLAssertionCheck
 from eigendspy.signatures.nl_judge import JudgeNLAssertion
-
-
-@runtime_checkable
-class NLJudge(Protocol):
-    """Decides, for each assertion, whether the dialogue satisfies it.
-
-    A named method rather than ``__call__``, so a judge that is a `dspy.Module` keeps DSPy's own
-    ``__call__`` (callbacks, usage tracking, traces) and still returns plain checks to the checker.
-
-    Does not own: retries, caching or cost accounting (the LM's business), nor the reward
-    arithmetic (the checker's).
-    """
-
-    def check(self, messages: Sequence[Message], assertions: Sequence[str]) -> list[NLAssertionCheck]:
-        """One check per assertion, in order."""
-        ...
-
-
-class ScriptedJudge:
-    """A deterministic judge for tests and offline runs: a fixed verdict or a Python rule.
-
-    Args:
-        verdict: The verdict for every assertion, or ``rule(messages, assertion) -> bool``.
-    """
-
-    def __init__(self, verdict: bool | Callable[[Sequence[Message], str], bool] = True) -> None:
-        self.verdict = verdict
-
-    def check(self, messages: Sequence[Message], assertions: Sequence[str]) -> list[NLAssertionCheck]:
-        out = []
-        for text in assertions:
-            met = self.verdict(messages, text) if callable(self.verdict) else bool(self.verdict)
-            out.append(NLAssertionCheck(nl_assertion=text, met=met, justification="scripted judge"))
-        return out
 
 
 class DSPyNLJudge(dspy.Module):

@@ -27,7 +27,7 @@ DataOpt = Annotated[Path | None, typer.Option("--data", help="tau2-bench domain 
 SplitOpt = Annotated[str | None, typer.Option("--split", help="Task split, e.g. train or test")]
 
 
-def _load(domain: str, data: Path | None, split: str | None):  # noqa: ANN202
+def _load(domain: str, data: Path | None, split: str | None):
     from eigendspy.domains import get_domain
 
     dom = get_domain(domain, data_dir=data)
@@ -81,7 +81,7 @@ def tasks(domain: DomainOpt, data: DataOpt = None, split: SplitOpt = None) -> No
             errors = [c.name for c, m in env.log if m.error]
             if errors:
                 broken.append((task.id, f"gold actions returned errors: {', '.join(errors)}"))
-        except Exception as exc:  # noqa: BLE001 - reported per task
+        except Exception as exc:  # reported per task
             broken.append((task.id, f"{type(exc).__name__}: {exc}"))
     console.print(f"{len(items)} tasks in {domain}" + (f" split {split}" if split else ""))
     for key, count in sorted(bases.items()):
@@ -210,7 +210,7 @@ def score(results: Annotated[Path, typer.Argument(help="A tau2 results file")], 
     console.print(f"{agree}/{len(sims)} rewards agree")
 
 
-def _print_report(report) -> None:  # noqa: ANN001
+def _print_report(report) -> None:
     table = Table("k", "pass^k", "95% CI")
     for k, value in sorted(report.pass_hat_k.items()):
         lo, hi = report.pass_hat_k_ci.get(k, (value, value))

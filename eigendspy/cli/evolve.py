@@ -18,7 +18,7 @@ console = Console()
 EVOLVABLE = ("assistant", "user")
 
 
-def _examples(domain, n: int, seed: int):  # noqa: ANN001, ANN202
+def _examples(domain, n: int, seed: int):
     import dspy
 
     from eigendspy.domains.retail.demo import retail_demo_tasks

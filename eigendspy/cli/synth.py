@@ -122,16 +122,16 @@ def demo_synth(
     out: Annotated[Path, typer.Option(help="Run directory")] = Path("runs/demo-synth"),
     n: Annotated[int, typer.Option("--n", help="Tasks to attempt")] = 2,
     max_new_tokens: Annotated[int, typer.Option(help="Generation budget per LM call")] = 256,
-    threads: Annotated[int, typer.Option(help="torch CPU threads; 0: torch's default. Batch-1 decoding of a 135M "
+    threads: Annotated[int, typer.Option(help="torch CPU threads; 0: torch's default. Batch-1 decoding of a tiny "
                                               "model gains little from more and loses much on a busy machine "
-                                              "(this demo: 166 s with 1, 379 s with 2 on a shared 2-core box)")] = 1,
+                                              "(docs/embedded_model.md)")] = 1,
 ) -> None:
     """synth -> inspect -> export on the built-in mock domain with the embedded offline model.
 
     Never reads tau2 data; the domain's whole prompt stays well under 2k tokens. Runs in small-model
-    mode with the LLM judges off: SmolLM2-135M only yields checkable tasks and dialogues when its
-    outputs are typed per call (`eigendspy.lm.small_model`), and its judge verdicts did not depend on
-    the input. Exits non-zero when nothing was accepted, after printing which stage rejected what.
+    mode (`eigendspy.lm.small_model`) with the LLM judges off, the only setting in which the embedded
+    model yields checkable tasks and dialogues (docs/embedded_model.md). Exits non-zero when nothing was
+    accepted, after printing which stage rejected what.
     """
     import dspy
     import torch

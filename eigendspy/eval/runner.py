@@ -14,7 +14,6 @@ from pathlib import Path
 from pydantic import BaseModel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from eigendspy.agents.nl_judge import NLJudge
 from eigendspy.core.domain import Domain
 from eigendspy.core.messages import TerminationReason
 from eigendspy.core.orchestrator import Episode, EpisodeConfig, Orchestrator, run_sync
@@ -23,6 +22,7 @@ from eigendspy.core.task import Task
 from eigendspy.eval.pass_k import EvalReport, TrialOutcome, evaluate_outcomes, plot_pass_hat_k
 from eigendspy.eval.tau2_results import RunInfo, write_results
 from eigendspy.scoring.checker import Checker
+from eigendspy.scoring.nl_judge import NLJudge
 
 
 class RunOutputs(BaseModel):

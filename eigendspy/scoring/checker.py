@@ -40,8 +40,8 @@ from eigendspy.scoring.results import (
 )
 
 if TYPE_CHECKING:
-    from eigendspy.agents.nl_judge import NLJudge
     from eigendspy.core.domain import Domain
+    from eigendspy.scoring.nl_judge import NLJudge
 
 _ENV_BASIS = (RewardType.DB, RewardType.ENV_ASSERTION)
 
@@ -169,7 +169,7 @@ class Checker:
         reason = TerminationReason(termination_reason)
         try:
             return self._score(messages, reason)
-        except Exception as exc:  # noqa: BLE001 - tau2 would crash here; we report instead
+        except Exception as exc:  # tau2 would crash here; we report instead
             return CheckResult(
                 task_id=self.task.id,
                 reward=0.0,

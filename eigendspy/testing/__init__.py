@@ -1,8 +1,8 @@
 """Test doubles, importable by users, notebooks, benchmarks and tests (like ``dspy.utils.dummies``).
 
-A scripted DSPy LM whose answers come from Python, scripted engine roles, a scripted rollout backend, a
-local server speaking the vLLM protocol, and a tiny random chat model built offline. Each implements the
-same protocol as the production part it stands in for. No library layer imports this package.
+A scripted DSPy LM whose answers come from Python, scripted engine roles, a scripted NL judge, a scripted
+rollout backend, a local server speaking the vLLM protocol, and a tiny random chat model built offline.
+Each implements the same protocol as the production part it stands in for. No library layer imports this package.
 """
 
 from eigendspy.core.lazy import lazy_exports
@@ -15,6 +15,7 @@ _EXPORTS = {
     "ScriptedRequest": "eigendspy.testing.request",
     "scripted_roles": "eigendspy.testing.roles",
     "ScriptedBackend": "eigendspy.testing.backend",
+    "ScriptedJudge": "eigendspy.testing.judge",
     "LocalServer": "eigendspy.testing.vllm_server",
     "build_tiny_model": "eigendspy.testing.tiny_model",
     "qwen2_5_template": "eigendspy.testing.tiny_model",

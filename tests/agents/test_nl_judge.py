@@ -5,10 +5,12 @@ from __future__ import annotations
 import dspy
 from dspy.utils.callback import BaseCallback
 
-from eigendspy.agents.nl_judge import DSPyNLJudge, NLJudge, ScriptedJudge
+from eigendspy.agents.nl_judge import DSPyNLJudge
 from eigendspy.core.messages import Message, ToolCall
+from eigendspy.scoring.nl_judge import NLJudge
 from eigendspy.scoring.results import NLAssertionCheck
 from eigendspy.signatures import JudgeNLAssertion
+from eigendspy.testing.judge import ScriptedJudge
 from eigendspy.testing.lm import scripted_lm
 
 DIALOGUE = [

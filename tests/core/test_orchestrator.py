@@ -9,7 +9,6 @@ from math import comb
 
 import pytest
 
-from eigendspy.agents.nl_judge import ScriptedJudge
 from eigendspy.core.messages import Message, TerminationReason, ToolCall
 from eigendspy.core.oracle import OracleAssistant, OracleUser
 from eigendspy.core.orchestrator import GREETING, EpisodeConfig, Orchestrator
@@ -17,6 +16,7 @@ from eigendspy.core.participants import FunctionParticipant, InfrastructureError
 from eigendspy.domains import get_domain
 from eigendspy.eval.pass_k import TrialOutcome, evaluate_outcomes
 from eigendspy.scoring.checker import Checker
+from eigendspy.testing.judge import ScriptedJudge
 
 
 @pytest.fixture(scope="module")

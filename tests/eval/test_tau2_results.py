@@ -68,7 +68,7 @@ def test_top_level_keys(ours, ref):
     assert set(ours) == set(ref)
 
 
-def _dict_key_paths(obj, prefix="") -> set[str]:  # noqa: ANN001
+def _dict_key_paths(obj, prefix="") -> set[str]:
     """Paths of every key in nested dicts (lists and scalars are leaves)."""
     out = set()
     if isinstance(obj, dict):
@@ -144,7 +144,7 @@ def test_per_role_message_keys(ours, ref):
 
 
 def test_tool_call_keys_and_task_keys(ours, ref):
-    def call_keys(results):  # noqa: ANN001, ANN202
+    def call_keys(results):
         return {
             k
             for s in results["simulations"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from eigendspy.agents.nl_judge import DSPyNLJudge, ScriptedJudge
+from eigendspy.agents.nl_judge import DSPyNLJudge
 from eigendspy.core.domain import Domain, tool
 from eigendspy.core.environment import Environment
 from eigendspy.core.oracle import build_trajectory
 from eigendspy.core.task import Action, EvaluationCriteria, RewardType, StatePredicate, Task, UserScenario
 from eigendspy.domains import get_domain
 from eigendspy.scoring.checker import Checker
+from eigendspy.testing.judge import ScriptedJudge
 from eigendspy.testing.lm import scripted_lm
 
 

@@ -11,11 +11,11 @@ import json
 
 import pytest
 
-from eigendspy.agents.nl_judge import ScriptedJudge
 from eigendspy.core.environment import Environment
 from eigendspy.core.messages import Message
 from eigendspy.domains import get_domain
 from eigendspy.scoring.checker import Checker
+from eigendspy.testing.judge import ScriptedJudge
 
 DOMAINS = ["mock", "retail"]
 

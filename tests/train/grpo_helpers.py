@@ -15,24 +15,24 @@ TASK_IDS = [ALWAYS_RIGHT, ALWAYS_WRONG, *ALTERNATING]
 WRONG_CALL = '<tool_call>\n{"name": "get_users", "arguments": {}}\n</tool_call>'
 
 
-def call_text(action) -> str:  # noqa: ANN001
+def call_text(action) -> str:
     return f'<tool_call>\n{json.dumps({"name": action.name, "arguments": action.arguments})}\n</tool_call>'
 
 
 def opening_user() -> FunctionParticipant:
     """Names its task in the opening line (so the scripted policy knows it), then stops."""
-    def user(messages, ctx):  # noqa: ANN001, ANN202
+    def user(messages, ctx):
         if not any(m.role == "user" for m in messages):
             return f"Hello, this is about [{ctx.task.id}]."
         return "###STOP###"
     return FunctionParticipant(user)
 
 
-def task_script(tasks: dict) -> callable:  # noqa: ANN001
+def task_script(tasks: dict) -> callable:
     """First policy turn: the gold call (right) or a read-only call (wrong); then say what must be said, stop."""
     flips = {tid: itertools.cycle([True, False]) for tid in ALTERNATING}
 
-    def script(prompt: str, _rng) -> str:  # noqa: ANN001
+    def script(prompt: str, _rng) -> str:
         task_id = re.search(r"\[([\w]+)\]", prompt).group(1)
         if "<tool_response>" in prompt:
             said = " ".join(tasks[task_id].evaluation_criteria.communicate_info or [])
@@ -42,15 +42,15 @@ def task_script(tasks: dict) -> callable:  # noqa: ANN001
     return script
 
 
-def scripted_backend(tokenizer, tasks: dict) -> ScriptedBackend:  # noqa: ANN001
+def scripted_backend(tokenizer, tasks: dict) -> ScriptedBackend:
     return ScriptedBackend(tokenizer, task_script(tasks))
 
 
-def alternating_script(tasks: dict) -> callable:  # noqa: ANN001
+def alternating_script(tasks: dict) -> callable:
     """Every task: episodes alternate between replaying all gold assistant actions and a wrong call."""
     right_next = dict.fromkeys(tasks, True)
 
-    def script(prompt: str, _rng) -> str:  # noqa: ANN001
+    def script(prompt: str, _rng) -> str:
         task_id = re.search(r"\[([\w\-:.]+)\]", prompt).group(1)
         task = tasks[task_id]
         gold = [a for a in task.gold_actions if a.requestor == "assistant"]

@@ -214,7 +214,7 @@ class _Stub(BaseHTTPRequestHandler):
 
     status, body = 200, {}
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         payload = json.dumps(type(self).body).encode()
         self.send_response(type(self).status)
