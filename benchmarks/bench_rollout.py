@@ -1,9 +1,10 @@
-"""Rollout throughput of the in-process HF backend on CPU (1 vs 8 episodes in flight) and where a step's time goes.
+"""Rollout throughput of the in-process HF backend on CPU (1 vs 8 episodes in flight, with and without prefix reuse).
 
 Why: GRPO's wall time is rollouts plus the update. The HF backend (`eigendspy.train.backends.hf.HFBackend`) fuses
-the turns of concurrent episodes into one left-padded ``generate``; this measures what that buys on CPU, and
-checks the issue's target that everything *around* generation (user simulator, environment, checker) stays
-under 1 % of a training step.
+the turns of concurrent episodes into one ``generate`` and, with prefix reuse, keeps each dialogue's keys/values
+so a turn prefills only its new tokens. This measures what each buys on CPU (target: concurrency 8 gives >= 2x
+the tokens/s of concurrency 1 with reuse), whether reuse changes the sampled ids, and checks that everything
+*around* generation (user simulator, environment, checker) stays under 1 % of a training step.
 
 What runs (one process, measured side by side with the same model, tasks, episode count, seeds and
 ``max_new_tokens``):
@@ -12,10 +13,12 @@ What runs (one process, measured side by side with the same model, tasks, episod
   over a BPE tokenizer trained on the domain's own policy and tool schemas
   (`eigendspy.testing.tiny_model.build_tokenizer`,
   TRL's ``qwen2_5.jinja``), so prompts have realistic lengths (~4.6k tokens: retail's policy + 16 tools);
-* ``rollout/c1`` and ``rollout/c8``: `EpisodeRunner` over the built-in retail domain's demo tasks
-  (`eigendspy.domains.retail.demo.retail_demo_tasks`) with `OracleUser` and the production checker, concurrency 1 and 8.
+* ``runs[mode][c1|c8]``: `EpisodeRunner` over the built-in retail domain's demo tasks
+  (`eigendspy.domains.retail.demo.retail_demo_tasks`) with `OracleUser` and the production checker, concurrency 1
+  and 8, each with prefix reuse off (``no_reuse``: every turn re-prefills the dialogue) and on (``reuse``).
   A random policy almost never stops on its own, so assistant turns sample ``max_new_tokens`` and episodes
-  end at ``max_steps``: the two runs do (nearly) the same amount of generation;
+  end at ``max_steps``: all runs do (nearly) the same amount of generation. Sampling is seeded, so runs of
+  one concurrency sample the same ids in both modes unless reuse changed a logit (``same_ids``);
 * ``grpo``: a few real GRPO steps (`eigendspy.train.grpo.run.build_trainer`, LoRA, TRL's trainer, the in-process
   backend over the live model) to get the step time the target is stated against;
 * ``oracle``: `OracleAssistant` episodes of the same tasks, whose gold tool calls make the environment and
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -51,13 +55,16 @@ import torch  # noqa: E402
 from benchmarks.rollout_instrument import CountingBackend, TimedUser, Timers, instrumented  # noqa: E402
 from eigendspy.scoring.checker import Checker  # noqa: E402
 
-__all__ = ["DEFAULTS", "QUICK", "TARGET_FRACTION", "CountingBackend", "Timers", "instrumented", "main", "run_benchmark"]
+__all__ = ["DEFAULTS", "MODES", "QUICK", "TARGET_FRACTION", "TARGET_RATIO", "CountingBackend", "Timers", "instrumented",
+           "main", "run_benchmark"]
 
 TARGET_FRACTION = 0.01  # the issue's target: environment + checker time < 1 % of step time
+TARGET_RATIO = 2.0  # issue 12: tokens/s at concurrency 8 >= 2x concurrency 1, with prefix reuse
+MODES = ("no_reuse", "reuse")
 RESULTS = Path(__file__).resolve().parent / "results" / "rollout_cpu.json"
 DEFAULTS: dict[str, Any] = {"episodes": 8, "tasks": 8, "max_new_tokens": 48, "max_steps": 6, "hidden": 256,
                             "layers": 4, "intermediate": 1024, "concurrency": (1, 8), "grpo_steps": 1,
-                            "num_generations": 4, "tasks_per_step": 2}
+                            "num_generations": 4, "tasks_per_step": 2, "modes": MODES}
 QUICK: dict[str, Any] = {**DEFAULTS, "episodes": 4, "tasks": 2, "max_new_tokens": 6, "max_steps": 4, "hidden": 32,
                          "layers": 1, "intermediate": 64, "concurrency": (1, 4), "grpo_steps": 1,
                          "num_generations": 2, "tasks_per_step": 1}
@@ -85,14 +92,15 @@ def _fractions(parts: dict[str, float], total: float) -> dict[str, float]:
 
 
 def rollout_run(domain: Any, tasks: list[Any], model: Any, tok: Any, user: Any, timers: Timers, *, episodes: int,
-                concurrency: int, max_new_tokens: int, max_steps: int) -> dict[str, Any]:
+                concurrency: int, max_new_tokens: int, max_steps: int, reuse: bool) -> dict[str, Any]:
     """``episodes`` episodes (tasks cycled) with ``concurrency`` in flight; throughput and time split."""
     from eigendspy.core.orchestrator import EpisodeConfig
     from eigendspy.train.backends.base import SamplingParams
     from eigendspy.train.grpo.rollout import EmptyEpisode, EpisodeRunner, episode_to_sample
     from eigendspy.train.policy import ChatModelParticipant
 
-    backend = CountingBackend(model, tok, max_batch=max(16, concurrency))
+    backend = CountingBackend(model, tok, max_batch=max(16, concurrency), prefix_cache_tokens=131_072 if reuse else 0)
+    assert backend.reuses_prefixes == reuse
     policy = ChatModelParticipant(backend, tok, sampling=SamplingParams(temperature=1.0, seed=0,
                                                                          max_new_tokens=max_new_tokens))
     runner = EpisodeRunner(domain, policy, TimedUser(user, timers), config=EpisodeConfig(max_steps=max_steps),
@@ -112,15 +120,19 @@ def rollout_run(domain: Any, tasks: list[Any], model: Any, tok: Any, user: Any, 
     tokens = sum(s.policy_tokens for s in samples)
     stats = dict(backend.stats)
     parts = {**timers.wall, "generate": stats["generate_s"]}
+    ids = hashlib.sha256(json.dumps([s.completion_ids for s in samples]).encode()).hexdigest()
     return {
-        "concurrency": concurrency, "episodes": len(done), "skipped": skipped, "wall_s": wall,
+        "concurrency": concurrency, "prefix_reuse": reuse, "completion_ids_sha256": ids,
+        "episodes": len(done), "skipped": skipped, "wall_s": wall,
         "policy_tokens": tokens, "policy_tokens_per_s": tokens / wall, "episodes_per_s": len(done) / wall,
         "policy_turns": sum(s.policy_turns for s in samples),
         "terminations": sorted({e.termination_reason.value for e in done}),
         "prompt_tokens_first_turn": min(len(s.prompt_ids) for s in samples),
         "batches": stats["batches"], "mean_batch": stats["requests"] / max(1, stats["batches"]),
-        "generate_s": stats["generate_s"], "prefill_tokens": stats["prompt_tokens"],
-        "padding_tokens": stats["padding_tokens"], "prefill_tokens_per_s": stats["prompt_tokens"] / stats["generate_s"],
+        "generate_s": stats["generate_s"], "prompt_tokens": stats["prompt_tokens"],
+        "prefill_tokens": stats["prefill_tokens"], "reused_tokens": stats["reused_tokens"],
+        "prefill_s": stats["prefill_s"],
+        "padding_tokens": stats["padding_tokens"], "prompt_tokens_per_s": stats["prompt_tokens"] / stats["generate_s"],
         "timers": timers.snapshot(),
         "fraction_of_wall": _fractions(parts, wall),
         "user_env_checker_fraction": sum(timers.wall.values()) / wall,
@@ -178,6 +190,19 @@ def grpo_run(model_dir: Path, tasks: list[Any], user: Any, timers: Timers, s: di
             "policy_tokens_per_s": [h["policy_tokens_per_s"] for h in rollout.history]}
 
 
+def comparisons(runs: dict[str, dict[str, Any]], concurrency: tuple[int, int]) -> tuple[dict[str, Any], Any]:
+    """High/low concurrency ratios per mode and reuse/no-reuse ratios per concurrency; whether ids matched."""
+    low, high = (f"c{c}" for c in concurrency)
+    keys = ("policy_tokens_per_s", "episodes_per_s")
+    ratios: dict[str, Any] = {mode: {k: r[high][k] / r[low][k] for k in keys} for mode, r in runs.items()}
+    if set(MODES) <= set(runs):
+        base, reuse = runs["no_reuse"], runs["reuse"]
+        ratios["reuse_vs_no_reuse"] = {c: reuse[c]["policy_tokens_per_s"] / base[c]["policy_tokens_per_s"]
+                                       for c in (low, high)}
+        return ratios, {c: reuse[c]["completion_ids_sha256"] == base[c]["completion_ids_sha256"] for c in (low, high)}
+    return ratios, None
+
+
 def run_benchmark(settings: dict[str, Any], *, log: Any = print) -> dict[str, Any]:
     """Build the model, run both concurrencies, the GRPO steps and the oracle reference; return the record."""
     from eigendspy.core.oracle import OracleUser
@@ -202,16 +227,20 @@ def run_benchmark(settings: dict[str, Any], *, log: Any = print) -> dict[str, An
         log(f"model: {model.num_parameters() / 1e6:.2f}M params, vocab {len(tok)}; "
             f"{len(tasks)} retail demo tasks; torch threads {torch.get_num_threads()}")
         # warm-up (thread pools, allocator, lazy imports) outside every timed run
-        rollout_run(domain, tasks[:1], model, tok, user, timers, episodes=1, concurrency=1,
-                    max_new_tokens=2, max_steps=4)
+        for mode in s["modes"]:
+            rollout_run(domain, tasks[:1], model, tok, user, timers, episodes=1, concurrency=1,
+                        max_new_tokens=2, max_steps=4, reuse=mode == "reuse")
         lap("warmup")
-        runs: dict[str, Any] = {}
-        for c in s["concurrency"]:
-            runs[f"c{c}"] = r = rollout_run(domain, tasks, model, tok, user, timers, episodes=s["episodes"],
-                                            concurrency=c, max_new_tokens=s["max_new_tokens"],
-                                            max_steps=s["max_steps"])
-            log(f"  rollout c={c:<3} wall {r['wall_s']:6.2f} s  {r['policy_tokens_per_s']:7.1f} tok/s  "
-                f"{r['episodes_per_s']:.3f} ep/s  user+env+checker {100 * r['user_env_checker_fraction']:.3f} %")
+        runs: dict[str, dict[str, Any]] = {}
+        for mode in s["modes"]:
+            for c in s["concurrency"]:
+                runs.setdefault(mode, {})[f"c{c}"] = r = rollout_run(
+                    domain, tasks, model, tok, user, timers, episodes=s["episodes"], concurrency=c,
+                    max_new_tokens=s["max_new_tokens"], max_steps=s["max_steps"], reuse=mode == "reuse")
+                log(f"  rollout {mode:<8} c={c:<3} wall {r['wall_s']:6.2f} s  {r['policy_tokens_per_s']:7.1f} tok/s  "
+                    f"{r['episodes_per_s']:.3f} ep/s  prefilled {r['prefill_tokens']} of {r['prompt_tokens']} "
+                    f"prompt tokens ({r['prefill_s']:.2f} s apart from decoding)"
+                    f" user+env+checker {100 * r['user_env_checker_fraction']:.3f} %")
         lap("rollouts")
         grpo = grpo_run(work / "model", tasks, user, timers, s, work) if s["grpo_steps"] > 0 else None
         lap("grpo (with trainer setup)")
@@ -220,8 +249,9 @@ def run_benchmark(settings: dict[str, Any], *, log: Any = print) -> dict[str, An
                 f"{100 * grpo['env_checker_fraction_of_step']:.3f} % of step")
     oracle = oracle_run(domain, tasks, user, timers, s["episodes"])
     lap("oracle")
-    low, high = (runs[f"c{c}"] for c in s["concurrency"])
-    ratios = {k: high[k] / low[k] for k in ("policy_tokens_per_s", "episodes_per_s")}
+    ratios, same_ids = comparisons(runs, s["concurrency"])
+    low, high = (runs[s["modes"][-1]][f"c{c}"] for c in s["concurrency"])
+    ratio = ratios["reuse"]["policy_tokens_per_s"] if "reuse" in ratios else None
     if grpo:
         basis, measured = "grpo step", grpo["env_checker_fraction_of_step"]
         per_step = oracle["env_checker_ms_per_episode"] / 1000 * grpo["episodes_per_step"]
@@ -234,11 +264,13 @@ def run_benchmark(settings: dict[str, Any], *, log: Any = print) -> dict[str, An
                     "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
                     "torch": torch.__version__, "platform": platform.platform(), "loadavg_before": load_before,
                     "loadavg_after": os.getloadavg()},
-        "settings": {**s, "concurrency": list(s["concurrency"]), "domain": "retail (built-in)", "user": "oracle",
-                     "temperature": 1.0},
+        "settings": {**s, "concurrency": list(s["concurrency"]), "modes": list(s["modes"]),
+                     "domain": "retail (built-in)", "user": "oracle", "temperature": 1.0},
         "model": {"params": model.num_parameters(), "vocab": len(tok), "hidden": s["hidden"], "layers": s["layers"],
                   "prompt_tokens_first_turn": low["prompt_tokens_first_turn"]},
-        "runs": runs, "ratios": ratios, "grpo": grpo, "oracle": oracle,
+        "runs": runs, "ratios": ratios, "same_ids": same_ids, "grpo": grpo, "oracle": oracle,
+        "prefix_target": {"min_ratio": TARGET_RATIO, "basis": "policy tokens/s with reuse, c{1} / c{0}".format(
+            *s["concurrency"]), "measured": ratio, "met": ratio is not None and ratio >= TARGET_RATIO},
         "target": {"env_checker_fraction_max": TARGET_FRACTION, "basis": basis, "measured": measured,
                    "projected_with_oracle_tool_calls": projected,
                    "met": measured < TARGET_FRACTION and (projected is None or projected < TARGET_FRACTION)},
@@ -255,16 +287,18 @@ def print_table(result: dict[str, Any]) -> None:
 
     table = Table(title=f"HF backend rollouts on CPU ({result['model']['params'] / 1e6:.1f}M random Qwen2, "
                         f"{result['model']['prompt_tokens_first_turn']}-token prompts)")
-    for col in ("run", "episodes", "wall s", "policy tok/s", "episodes/s", "mean batch", "prefill tok/s", "padding %",
+    for col in ("run", "episodes", "wall s", "policy tok/s", "episodes/s", "mean batch", "prefilled %", "padding %",
                 "generate %", "user %", "env %", "checker %"):
         table.add_column(col, justify="left" if col == "run" else "right")
-    for name, r in result["runs"].items():
-        f = r["fraction_of_wall"]
-        table.add_row(f"rollout {name}", str(r["episodes"]), f"{r['wall_s']:.2f}", f"{r['policy_tokens_per_s']:.1f}",
-                      f"{r['episodes_per_s']:.3f}", f"{r['mean_batch']:.2f}", f"{r['prefill_tokens_per_s']:.0f}",
-                      f"{100 * r['padding_tokens'] / (r['prefill_tokens'] + r['padding_tokens']):.1f}",
-                      f"{100 * f['generate']:.1f}", f"{100 * f['user']:.3f}", f"{100 * f['environment']:.3f}",
-                      f"{100 * f['checker']:.3f}")
+    for mode, by_c in result["runs"].items():
+        for name, r in by_c.items():
+            f = r["fraction_of_wall"]
+            table.add_row(f"{mode} {name}", str(r["episodes"]), f"{r['wall_s']:.2f}", f"{r['policy_tokens_per_s']:.1f}",
+                          f"{r['episodes_per_s']:.3f}", f"{r['mean_batch']:.2f}",
+                          f"{100 * r['prefill_tokens'] / r['prompt_tokens']:.1f}",
+                          f"{100 * r['padding_tokens'] / (r['prompt_tokens'] + r['padding_tokens']):.1f}",
+                          f"{100 * f['generate']:.1f}", f"{100 * f['user']:.3f}", f"{100 * f['environment']:.3f}",
+                          f"{100 * f['checker']:.3f}")
     g = result["grpo"]
     if g:
         f = g["fraction_of_step"]
@@ -273,10 +307,19 @@ def print_table(result: dict[str, Any]) -> None:
                       f"{100 * f['environment']:.3f}", f"{100 * f['checker']:.3f}")
     console = Console(width=132)
     console.print(table)
-    r, t, o = result["ratios"], result["target"], result["oracle"]
+    ratios, t, o, p = result["ratios"], result["target"], result["oracle"], result["prefix_target"]
     low, high = result["settings"]["concurrency"]
-    console.print(f"c{high} vs c{low}: policy tokens/s x{r['policy_tokens_per_s']:.2f}, "
-                  f"episodes/s x{r['episodes_per_s']:.2f}")
+    for mode in result["runs"]:
+        r = ratios[mode]
+        console.print(f"{mode}: c{high} vs c{low} policy tokens/s x{r['policy_tokens_per_s']:.2f}, "
+                      f"episodes/s x{r['episodes_per_s']:.2f}")
+    if "reuse_vs_no_reuse" in ratios:
+        console.print("reuse vs no reuse, policy tokens/s: " + ", ".join(
+            f"{c} x{x:.2f}" for c, x in ratios["reuse_vs_no_reuse"].items()) + "; same sampled ids: " + ", ".join(
+            f"{c} {'yes' if same else 'no'}" for c, same in result["same_ids"].items()))
+    if p["measured"] is not None:
+        console.print(f"target c{high} >= {p['min_ratio']:.0f}x c{low} with reuse: "
+                      f"{'met' if p['met'] else 'NOT met'} (x{p['measured']:.2f})")
     if g:
         console.print(f"grpo: {g['step_s']:.2f} s/step, rollout {100 * g['rollout_fraction_of_step']:.1f} % of step, "
                       f"generation {100 * g['generate_fraction_of_rollout']:.1f} % of rollout")
@@ -296,14 +339,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-new-tokens", type=int, help="tokens per assistant turn")
     parser.add_argument("--concurrency", type=int, nargs=2, metavar=("LOW", "HIGH"), help="the two concurrencies")
     parser.add_argument("--grpo-steps", type=int, help="GRPO steps (0 skips them)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, help="prefix reuse off, on, or both (default)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads for the run (default: torch's)")
     parser.add_argument("--json", type=Path, default=None,
                         help="result file (default benchmarks/results/rollout_cpu.json; none with --quick)")
     args = parser.parse_args(argv)
     settings = dict(QUICK if args.quick else DEFAULTS)
-    for key in ("episodes", "max_new_tokens", "concurrency", "grpo_steps"):
+    for key in ("episodes", "max_new_tokens", "concurrency", "grpo_steps", "modes"):
         if getattr(args, key) is not None:
-            settings[key] = tuple(args.concurrency) if key == "concurrency" else getattr(args, key)
+            value = getattr(args, key)
+            settings[key] = tuple(value) if key in ("concurrency", "modes") else value
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads or threads)
     try:

@@ -3,7 +3,7 @@
 Instrumentation lives only in the benchmarks: during a run the user's ``respond``, ``Environment.for_task`` /
 ``execute`` / ``sync`` and ``Checker.score`` are wrapped with timers (wall and thread CPU; only the outermost
 timed call on a thread counts, so the checker's replays are the checker's) and restored afterwards; library
-code is untouched. `CountingBackend` adds prompt and padding token counts to `HFBackend`'s stats.
+code is untouched. `CountingBackend` adds the left padding of its batches to `HFBackend`'s stats.
 """
 
 from __future__ import annotations
@@ -97,18 +97,19 @@ def instrumented(timers: Timers) -> Iterator[Timers]:
 
 
 class CountingBackend(HFBackend):
-    """`HFBackend` that also counts the prompt tokens it prefilled and the left padding its batches added.
+    """`HFBackend` that also counts the left padding its batches added.
 
-    Why: on CPU a turn's cost is mostly the prefill of the whole dialogue (the backend keeps no KV cache
-    across turns) and a batch pads every prompt to its longest; these counts explain the c1/c8 ratio.
+    Why: a batch pads every prompt to its longest. Without prefix reuse the padding is prefilled with the
+    prompts (`HFBackend` counts those in ``stats["prompt_tokens"]``, and what it actually ran through the model
+    in ``stats["prefill_tokens"]``); with reuse it is masked cache every decode step still reads. Together
+    these counts explain the c1/c8 ratio.
     """
 
     def __init__(self, model: Any, tokenizer: Any, **kwargs: Any) -> None:
         super().__init__(model, tokenizer, **kwargs)
-        self.stats.update(prompt_tokens=0, padding_tokens=0)
+        self.stats.update(padding_tokens=0)
 
     def generate_batch(self, prompts: list[list[int]], params: Any) -> Any:
         lengths = [len(p) for p in prompts]
-        self.stats["prompt_tokens"] += sum(lengths)
         self.stats["padding_tokens"] += max(lengths) * len(lengths) - sum(lengths)
         return super().generate_batch(prompts, params)

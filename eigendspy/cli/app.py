@@ -124,6 +124,7 @@ def eval_cmd(
     )] = "oracle",
     user_api_base: Annotated[str | None, typer.Option(help="API base of an lm: or dspy: user's server")] = None,
     user_tokenizer: Annotated[Path | None, typer.Option(help="Tokenizer dir of a vllm: user's model")] = None,
+    user_device: Annotated[str | None, typer.Option(help="Device of a model: user (default: GPU if any)")] = None,
     instructions: Annotated[Path | None, typer.Option(help="Evolved assistant instruction file (text, stripped)",
                                                       exists=True, dir_okay=False)] = None,
     temperature: Annotated[float, typer.Option(help="Model agent sampling temperature (0: greedy)")] = 0.0,
@@ -169,7 +170,8 @@ def eval_cmd(
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--agent") from exc
     try:
-        user_side = build_user(user_spec, api_base=user_api_base, seed=seed, tokenizer=user_tokenizer)
+        user_side = build_user(user_spec, api_base=user_api_base, seed=seed, tokenizer=user_tokenizer,
+                               device=user_device)
     except (ValueError, FileNotFoundError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--user") from exc
     config = EpisodeConfig(max_steps=max_steps, seed=seed)

@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from eigendspy.train.config_io import ConfigError, load_config
+from eigendspy.train.grpo.filtering import GroupsLost
+from eigendspy.train.grpo.rollout import TooManyInfraErrors
 
 console = Console()
 train_app = typer.Typer(help="Post-train the agent or the user model (LoRA SFT, GRPO; configs in configs/).",
@@ -38,8 +40,10 @@ AdapterOpt = Annotated[str | None, typer.Option("--adapter", help="Override adap
 UserOpt = Annotated[str | None, typer.Option("--user", help="Override user: oracle | lm:<model> | model:<dir>")]
 
 
-#: Exceptions that mean a wrong config, path or dataset: shown as one red line, not a traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, FileNotFoundError, ValueError)
+#: Exceptions that mean a wrong config, path or dataset, or a rollout server that keeps failing: shown as
+#: one red line, not a traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, FileNotFoundError, ValueError, TooManyInfraErrors,
+                                            GroupsLost)
 
 
 def _load(config: Path, model_cls: type[BaseModel], overrides: dict[str, Any]) -> BaseModel:

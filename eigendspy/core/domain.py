@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from eigendspy.core.state import BaseDB
+from eigendspy.core.state import BaseDB, tau2_hash
 from eigendspy.core.tool import EnvFunction, ToolError, ToolKind, ToolSpec, assertion, env_function, tool
 
 if TYPE_CHECKING:
@@ -104,6 +104,8 @@ class Domain:
         load_tasks: Returns the domain's tasks (``list[Task]``), if it has any.
         load_splits: Returns ``{split_name: [task ids]}``.
         data_dir: Where tau2-format data came from (for error messages and manifests).
+        options: The generator options the domain was built with (``get_domain`` kwargs, e.g. a DB
+            seed or size), recorded with exported tasks so a trainer can tell which world they assume.
         tau2_init_data_quirk: Called with the environment after initialization data is merged,
             in ``tau2_compat`` mode only, to reproduce a tau2 quirk of that domain.
     """
@@ -126,6 +128,7 @@ class Domain:
         load_splits: Callable[[], dict[str, list[str]]] | None = None,
         data_dir: str | None = None,
         tau2_init_data_quirk: Callable[[Environment], None] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(db_model, type) or not issubclass(db_model, BaseModel):
             raise TypeError("db_model must be a pydantic BaseModel subclass")
@@ -148,6 +151,8 @@ class Domain:
         self._base: BaseDB | None = None
         self._user_base: BaseDB | None = None
         self._tasks: list[Any] | None = None
+        self.options: dict[str, Any] = dict(options or {})
+        self._db_hash: str | None = None
 
     # -- shared state ----------------------------------------------------------------
     def base_db(self) -> BaseDB:
@@ -171,6 +176,23 @@ class Domain:
                     model = self.user_db_model.model_validate(model)
                 self._user_base = BaseDB(model)
             return self._user_base
+
+    def db_hash(self) -> str:
+        """tau2's hash of the initial world (agent DB, plus the user DB in dual control), computed once.
+
+        Why: an exported task is only meaningful against the database it was validated on; this is
+        the fingerprint exports record and trainers compare before trusting a task's gold solution.
+        """
+        if self._db_hash is None:  # racing threads compute the same value; no lock held across DB loads
+            user = self.base_user_db()
+            dumps = {"agent": self.base_db().dump(), "user": user.dump() if user is not None else None}
+            self._db_hash = tau2_hash(dumps)
+        return self._db_hash
+
+    def provenance(self) -> dict[str, Any]:
+        """What an exported task set records about the world it was validated against."""
+        return {"domain": self.name, "domain_options": dict(self.options), "data_dir": self.data_dir,
+                "db_hash": self.db_hash()}
 
     # -- tasks -----------------------------------------------------------------------
     def tasks(self, split: str | None = None) -> list[Any]:

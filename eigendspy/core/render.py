@@ -10,7 +10,9 @@ followed by ``<policy>...</policy>``; the user model's is its guidelines followe
 
 `training_messages` is the last step before a chat template: the same messages with tool-call
 arguments as dicts. It lives here, not in the export, because SFT export and GRPO rollouts both
-need it and the rollout side must not depend on the dataset export.
+need it and the rollout side must not depend on the dataset export. `inline_tools` is the step
+after it for chat templates that cannot render tools (SmolLM2's): one text form of the tool
+schemas, calls and results, so such a model sees the same dialogue in SFT, RL and eval.
 """
 
 from __future__ import annotations
@@ -140,6 +142,69 @@ def training_messages(prompt: ChatPrompt, *, strict: bool = True) -> list[dict[s
             message["tool_calls"] = calls
         out.append(message)
     return out
+
+
+TOOLS_PREAMBLE = """# Tools
+
+These functions are available. Each line between <tools> and </tools> describes one of them as JSON:
+<tools>
+{schemas}
+</tools>
+
+To call a function, reply with one <tool_call></tool_call> block per call, each holding a JSON object
+with the function's name and its arguments:
+<tool_call>
+{{"name": "<function name>", "arguments": {{<arguments as a JSON object>}}}}
+</tool_call>"""
+
+
+def tool_call_text(name: str, arguments: Any) -> str:
+    """One call in the Hermes form ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` that
+    `eigendspy.train.chat_tokens.parse_completion` reads back."""
+    payload = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+    return f"<tool_call>\n{payload}\n</tool_call>"
+
+
+def inline_tools(messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same dialogue as plain text turns, for a chat template that cannot render tools.
+
+    Why: some chat templates (SmolLM2's, many small models') ignore ``tools`` without a word and fail
+    on a tool-call turn, which has no ``content``. Rewriting the dialogue here, in one place, gives
+    every stage that makes tokens (SFT, GRPO rollouts, ``eval``, all through
+    `eigendspy.train.chat_tokens.render_text`) the same text, in the Hermes form the Qwen2.5
+    template also teaches: the schemas in the system message (`TOOLS_PREAMBLE`), each call as a
+    ``<tool_call>`` block in the assistant's content, and a run of tool results as one user turn of
+    ``<tool_response>`` blocks (templates without tools rarely know a ``tool`` role).
+
+    Args:
+        messages: Messages as `training_messages` returns them (arguments as dicts).
+        tools: The tool schemas offered; none means the system message is left as it is.
+
+    Returns:
+        New message dicts with only ``role`` and ``content``; ``messages`` is not changed.
+    """
+    out: list[dict[str, Any]] = []
+    if tools:
+        block = TOOLS_PREAMBLE.format(schemas="\n".join(json.dumps(t, ensure_ascii=False) for t in tools))
+        if messages and messages[0]["role"] == "system":
+            out.append({"role": "system", "content": f"{messages[0]['content']}\n\n{block}"})
+            messages = messages[1:]
+        else:
+            out.append({"role": "system", "content": block})
+    for message in messages:
+        role, content = message["role"], message.get("content") or ""
+        if message.get("tool_calls"):
+            calls = [tool_call_text(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]]
+            content = "\n".join(([content] if content else []) + calls)
+        if role == "tool":
+            content = f"<tool_response>\n{content}\n</tool_response>"
+            if out and out[-1].get("tool_results"):
+                out[-1] = {**out[-1], "content": f"{out[-1]['content']}\n{content}"}
+                continue
+            out.append({"role": "user", "content": content, "tool_results": True})
+            continue
+        out.append({"role": role, "content": content})
+    return [{"role": m["role"], "content": m["content"]} for m in out]
 
 
 def _json_object(name: str, args: Any) -> dict[str, Any]:

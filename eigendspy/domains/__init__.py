@@ -22,4 +22,6 @@ def get_domain(name: str, data_dir: str | Path | None = None, **kwargs: Any) -> 
     if name not in BUILTIN:
         raise KeyError(f"unknown domain {name!r}; built-in domains: {', '.join(BUILTIN)}")
     module = importlib.import_module(f"eigendspy.domains.{name}")
-    return module.load_domain(data_dir=data_dir, **kwargs)
+    domain = module.load_domain(data_dir=data_dir, **kwargs)
+    domain.options = dict(kwargs)
+    return domain

@@ -54,7 +54,10 @@ DomainSource = Mapping[str, Domain] | Callable[[str], Domain]
 CHAT_FEATURES = Features({"messages": List(Json()), "tools": List(Json()), "task_id": Value("string"),
                           "domain": Value("string"), "reward": Value("float64"), "work_key": Value("string")})
 RL_FEATURES = Features({"task_id": Value("string"), "domain": Value("string"), "task_json": Value("string"),
-                        "null_pass": Value("bool"), "plan_id": Value("string"), "work_key": Value("string")})
+                        "null_pass": Value("bool"), "plan_id": Value("string"), "work_key": Value("string"),
+                        "domain_options": Value("string"), "data_dir": Value("string"), "db_hash": Value("string")})
+"""``rl_tasks`` columns. The last three are the provenance (`Domain.provenance`): the world the task's gold
+solution was validated against, which GRPO checks before it trusts the task as a reward."""
 DATASET_NAMES = ("sft_agent", "sft_user", "rl_tasks")
 
 
@@ -154,13 +157,15 @@ def sft_user_dataset(
     return _dataset(_user_rows(records, domains, tasks, guidelines)[0], CHAT_FEATURES)
 
 
-def rl_task_dataset(task_records: Iterable[TaskRecord], domain: str | Mapping[str, str] | None = None) -> Dataset:
+def rl_task_dataset(task_records: Iterable[TaskRecord], domain: str | Mapping[str, str] | None = None,
+                    provenance: Mapping[str, Mapping[str, Any]] | None = None) -> Dataset:
     """The RL task set: one row per accepted task, the task kept whole as tau2 JSON.
 
     Args:
         task_records: Task records; rejected ones (and records without a task) are left out.
         domain: The domain name of every row, or ``{task_id: name}``; when absent the structured
             scenario's ``domain`` is used (a `TaskRecord` itself names no domain).
+        provenance: ``{domain name: Domain.provenance()}``; a row of a domain missing here records none.
     """
     rows = []
     for record in task_records:
@@ -172,9 +177,12 @@ def rl_task_dataset(task_records: Iterable[TaskRecord], domain: str | Mapping[st
             name = task.user_scenario.instructions.domain
         if name is None:
             raise ValueError(f"task {task.id!r}: no domain given and its scenario names none; pass domain=")
+        origin = (provenance or {}).get(name) or {}
         rows.append({"task_id": task.id, "domain": name, "task_json": json.dumps(task.to_tau2()),
                      "null_pass": record.null_pass, "plan_id": record.plan.plan_id if record.plan else None,
-                     "work_key": record.work_key})
+                     "work_key": record.work_key,
+                     "domain_options": json.dumps(origin["domain_options"], sort_keys=True) if origin else None,
+                     "data_dir": origin.get("data_dir"), "db_hash": origin.get("db_hash")})
     return _dataset(rows, RL_FEATURES)
 
 
@@ -190,6 +198,11 @@ class ExportResult(BaseModel):
     paths: dict[str, Path]
     counts: dict[str, int]
     card: DatasetCard
+
+
+def _provenance(domains: DomainSource, names: set[str]) -> dict[str, dict[str, Any]]:
+    domain_of = _resolver(domains)
+    return {name: domain_of(name).provenance() for name in sorted(names)}
 
 
 def _dedupe(records: Iterable[Any]) -> list[Any]:
@@ -233,7 +246,7 @@ def export_all(
     sets = {
         "sft_agent": _dataset(agent_rows, CHAT_FEATURES),
         "sft_user": _dataset(user_rows, CHAT_FEATURES),
-        "rl_tasks": rl_task_dataset(tasks_in, task_domain),
+        "rl_tasks": rl_task_dataset(tasks_in, task_domain, _provenance(domains, set(task_domain.values()))),
     }
     paths: dict[str, Path] = {}
     for name, ds in sets.items():

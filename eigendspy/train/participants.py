@@ -47,6 +47,7 @@ def build_participant(
     instructions: str | None = None,
     tokenizer: str | Path | None = None,
     api_base: str | None = None,
+    device: str | None = None,
 ) -> Participant:
     """The participant ``spec`` names, playing ``side``.
 
@@ -60,6 +61,9 @@ def build_participant(
             ``<instructions>`` of the system prompt. Assistants shown `render.agent_chat` only.
         tokenizer: The served model's tokenizer folder. ``vllm:`` participants only.
         api_base: Endpoint of an ``lm:`` or ``dspy:`` participant's server.
+        device: Where a ``model:`` participant's weights live (``"cuda"``, ``"cuda:1"``, ``"cpu"``);
+            ``None`` puts them on this process's GPU when there is one (under ``accelerate`` each rank's
+            current device), else on the CPU. Other kinds ignore it.
 
     Raises:
         ValueError: for an unknown or malformed spec, or an option the participant cannot use.
@@ -78,7 +82,7 @@ def build_participant(
                                   max_tokens=max_new_tokens, api_base=api_base, instructions=instructions)
     from eigendspy.train.policy import ChatModelParticipant
 
-    backend, tok = _model_backend(parsed, side, tokenizer)
+    backend, tok = _model_backend(parsed, side, tokenizer, device)
     sampling = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
     return ChatModelParticipant(backend, tok, side=side, sampling=sampling, instructions=instructions)
 
@@ -106,6 +110,7 @@ def build_user(
     temperature: float = 0.7,
     max_new_tokens: int = 256,
     tokenizer: str | Path | None = None,
+    device: str | None = None,
 ) -> Participant:
     """The user ``spec`` names (``eigendspy eval --user``, GRPO's ``user``); see `build_participant`.
 
@@ -113,7 +118,7 @@ def build_user(
     users, and cap a user turn at 256 tokens: a customer's message is short.
     """
     return build_participant(spec, "user", temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
-                             tokenizer=tokenizer, api_base=api_base)
+                             tokenizer=tokenizer, api_base=api_base, device=device)
 
 
 def _oracle(side: Side) -> Participant:
@@ -122,7 +127,8 @@ def _oracle(side: Side) -> Participant:
     return OracleAssistant() if side == "assistant" else OracleUser()
 
 
-def _model_backend(spec: ParticipantSpec, side: Side, tokenizer: str | Path | None) -> tuple[Any, Any]:
+def _model_backend(spec: ParticipantSpec, side: Side, tokenizer: str | Path | None,
+                   device: str | None = None) -> tuple[Any, Any]:
     """The rollout backend and tokenizer of a ``model:`` or ``vllm:`` participant."""
     from eigendspy.train.models import load_model, load_tokenizer
 
@@ -131,12 +137,26 @@ def _model_backend(spec: ParticipantSpec, side: Side, tokenizer: str | Path | No
 
         model, tok = load_model(_local_dir(spec.path, side, spec, "a saved transformers model or a PEFT adapter "
                                            "directory, e.g. runs/sft/adapter"))
+        model.to(placement(device))
         return HFBackend(model, tok), tok
     from eigendspy.train.backends.vllm import VLLMServerBackend
 
     tok = load_tokenizer(_local_dir(tokenizer, side, spec, "the tokenizer of the model the vLLM server serves, "
                                     "e.g. its Hugging Face cache snapshot"))
     return VLLMServerBackend(spec.url, spec.name), tok
+
+
+def placement(device: str | None) -> str:
+    """The device a ``model:`` participant runs on: ``device`` as given, else this process's GPU, else CPU.
+
+    Why a default GPU: the fine-tuned user model is the paper's largest RL effect, and on CPU it would
+    dominate every rollout of a GPU run.
+    """
+    if device:
+        return device
+    import torch
+
+    return f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
 
 
 def _local_dir(path: str | Path, side: Side, spec: ParticipantSpec, what: str) -> Path:
@@ -172,4 +192,4 @@ def _dspy_module(spec: ParticipantSpec, side: Side, api_base: str | None) -> Par
     return UserSimulator(lm=lm)
 
 
-__all__ = ["build_assistant", "build_participant", "build_user"]
+__all__ = ["build_assistant", "build_participant", "build_user", "placement"]

@@ -28,7 +28,8 @@ class ChatModelParticipant:
 
     Args:
         backend: Generates token ids from token ids (HF in process, or a vLLM server).
-        tokenizer: The model's tokenizer, with a tool-aware chat template (e.g. TRL's qwen2_5.jinja).
+        tokenizer: The model's tokenizer with its chat template; a template without tool support gets the
+            tools inlined as text (`eigendspy.core.render.inline_tools`), as in SFT.
         side: ``"assistant"`` (the policy) or ``"user"`` (a user model).
         sampling: Sampling parameters for every turn.
         instructions: Replaces the default agent instructions (an evolved instruction artifact).
@@ -49,8 +50,8 @@ class ChatModelParticipant:
         max_context_tokens: int | None = None,
     ) -> None:
         if getattr(tokenizer, "chat_template", None) is None:
-            raise ValueError("the tokenizer has no chat template; give it one with tool-call support "
-                             "(TRL ships trl/chat_templates/qwen2_5.jinja)")
+            raise ValueError("the tokenizer has no chat template; give it one (any chat template that renders "
+                             "each turn as a prefix of the next, e.g. TRL's trl/chat_templates/qwen2_5.jinja)")
         self.backend = backend
         self.tokenizer = tokenizer
         self.side = side

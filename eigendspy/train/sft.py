@@ -1,19 +1,24 @@
 """Supervised fine-tuning of the agent or the user model: TRL's ``SFTTrainer`` with a PEFT LoRA adapter.
 
 Why this is thin: the export (`eigendspy.engine.export`) already renders every row in the one
-agent-facing contract (DESIGN.md), with tool-call arguments as dicts, so TRL's Qwen2.5 chat
-template tokenizes the rows exactly as rollouts and ``eval`` will. What this module adds is the
+agent-facing contract (DESIGN.md), with tool-call arguments as dicts. What this module adds is the
 part a run needs to be repeatable: one validated config (`SFTRunConfig`), the dataset taken
 either from an export or straight from an engine run directory, loss on the assistant's tokens
-only (``assistant_only_loss``: the system prompt, user turns and tool outputs are context, not
-targets), resuming from the newest checkpoint, and the adapter saved with its tokenizer.
+only (the system prompt, user turns and tool outputs are context, not targets), resuming from
+the newest checkpoint, and the adapter saved with its tokenizer.
+
+Assistant-only loss is ours, not TRL's ``assistant_only_loss`` (which needs ``{% generation %}``
+markers TRL can patch only into templates it knows: Qwen2.5's, not SmolLM2's). `tokenize_sft_dataset`
+builds each row's ids as a GRPO rollout does (`chat_tokens.tokenize_dialogue`), so any model with a
+prefix-stable chat template trains, with the loss on exactly the tokens GRPO's ``env_mask`` marks:
+each assistant turn's content or tool calls and its end-of-turn token.
 
 The same entry point trains the user model: ``side="user"`` picks the ``sft_user`` set, whose
 rows are the dialogue seen from the user's side (the simulated user is the "assistant" there).
 
 Distributed runs need no code here: start the CLI under ``accelerate launch --config_file
-configs/accelerate/ddp.yaml`` (or ``fsdp.yaml``/``deepspeed_zero2.yaml``) and the trainer shards
-the batches; only the main process exports data and writes files.
+configs/accelerate/ddp.yaml`` (or ``fsdp.yaml``/``deepspeed_zero2.yaml``); only the main process
+exports data and writes files.
 
 Example::
 
@@ -33,6 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from eigendspy.core.render import ChatPrompt
+from eigendspy.train.chat_tokens import tokenize_dialogue
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -205,6 +213,33 @@ def load_sft_dataset(path: Path) -> Dataset:
     return ds
 
 
+def tokenize_sft_dataset(dataset: Dataset, tokenizer: Any) -> Dataset:
+    """Each conversational row as ``input_ids`` and ``assistant_masks`` (1 on the assistant's own tokens).
+
+    TRL's ``SFTTrainer`` takes such a pre-tokenized set as it is: it turns the mask into labels
+    (``-100`` elsewhere), truncates to ``max_length`` and drops rows left without a label. Rows
+    with no assistant turn are dropped here (they would train nothing).
+
+    Raises:
+        chat_tokens.TemplateError: if the tokenizer's template is not prefix-stable.
+        ValueError: if no row has an assistant turn.
+    """
+    from datasets import Dataset
+
+    columns: dict[str, list[list[int]]] = {"input_ids": [], "assistant_masks": []}
+    for row in dataset:
+        ids, mask = tokenize_dialogue(tokenizer, ChatPrompt(messages=row["messages"], tools=row.get("tools") or []))
+        if any(mask):
+            columns["input_ids"].append(ids)
+            columns["assistant_masks"].append(mask)
+    if not columns["input_ids"]:
+        raise ValueError("no row of the dataset has an assistant turn to train on")
+    if len(columns["input_ids"]) < len(dataset):
+        logger.warning("sft: %d of %d rows have no assistant turn and are left out",
+                       len(dataset) - len(columns["input_ids"]), len(dataset))
+    return Dataset.from_dict(columns)
+
+
 # -- trainer ----------------------------------------------------------------------------------------
 
 
@@ -220,7 +255,8 @@ def _checkpointing_kwargs(config_cls: type, enabled: bool) -> dict[str, Any]:
 
 
 def sft_args(config: SFTRunConfig) -> SFTConfig:
-    """TRL's ``SFTConfig`` for this run (device and precision resolved, assistant-only loss on)."""
+    """TRL's ``SFTConfig`` for this run (device and precision resolved; TRL's ``assistant_only_loss``
+    off: rows arrive with their own masks, see `tokenize_sft_dataset`)."""
     import torch
     from trl import SFTConfig
 
@@ -228,7 +264,6 @@ def sft_args(config: SFTRunConfig) -> SFTConfig:
     bf16 = _auto(config.bf16, not use_cpu and torch.cuda.is_bf16_supported())
     return SFTConfig(
         output_dir=str(config.output_dir),
-        assistant_only_loss=True,
         max_length=config.max_length,
         learning_rate=config.learning_rate,
         num_train_epochs=config.num_train_epochs,
@@ -266,7 +301,7 @@ def _log_final_step():  # a TrainerCallback, imported lazily
 
 
 def build_sft_trainer(config: SFTRunConfig) -> SFTTrainer:
-    """The ready-to-train ``SFTTrainer`` (LoRA applied, dataset tokenized with assistant masks).
+    """The ready-to-train ``SFTTrainer`` (LoRA applied, rows tokenized with masks by `tokenize_sft_dataset`).
 
     Exposed apart from `train_sft` so callers can inspect what will be trained on (e.g. the
     labels of ``trainer.train_dataset``) before spending compute.
@@ -282,8 +317,8 @@ def build_sft_trainer(config: SFTRunConfig) -> SFTTrainer:
         with args.main_process_first(local=False, desc="export the engine run"):  # rank 0 writes, others read
             if args.process_index == 0:
                 export_run_dir(config)
-    dataset = load_sft_dataset(resolve_dataset_path(config))
     model, tokenizer = load_model(config.model, dtype=torch.bfloat16 if args.bf16 else torch.float32)
+    dataset = tokenize_sft_dataset(load_sft_dataset(resolve_dataset_path(config)), tokenizer)
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                       target_modules=config.lora.target_modules, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
@@ -333,7 +368,7 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
 
     if trainer.is_fsdp_enabled:  # a sharded state dict would save a shard of the adapter per rank
         trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
-    trainer.save_model(str(config.adapter_dir))  # adapter weights + tokenizer (with its original template)
+    trainer.save_model(str(config.adapter_dir))  # adapter weights + tokenizer (with the template it trained on)
 
     history = trainer.state.log_history
     final_loss = _this_run(history, start_step, "loss")
@@ -360,5 +395,5 @@ def train_sft(config: SFTRunConfig) -> SFTResult:
 
 __all__ = [
     "LoraSettings", "SFTResult", "SFTRunConfig", "Side", "build_sft_trainer", "export_run_dir", "latest_checkpoint",
-    "load_sft_dataset", "resolve_dataset_path", "sft_args", "train_sft",
+    "load_sft_dataset", "resolve_dataset_path", "sft_args", "tokenize_sft_dataset", "train_sft",
 ]

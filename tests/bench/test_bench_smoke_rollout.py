@@ -19,25 +19,39 @@ def test_quick_benchmark_writes_sane_json(tmp_path):
     out = tmp_path / "rollout.json"
     started = time.monotonic()
     result = bench_rollout.main(["--quick", "--json", str(out)])
-    assert time.monotonic() - started < 60  # ~15 s on 2 idle cores
+    assert time.monotonic() - started < 60  # ~20 s on 2 lightly loaded cores (four rollout runs, a GRPO step)
     data = json.loads(out.read_text())
     assert data == json.loads(json.dumps(result))
-    assert {"machine", "settings", "model", "runs", "ratios", "grpo", "oracle", "target", "phases_s"} <= set(data)
+    assert {"machine", "settings", "model", "runs", "ratios", "same_ids", "grpo", "oracle", "target", "prefix_target",
+            "phases_s"} <= set(data)
     low, high = data["settings"]["concurrency"]
-    assert set(data["runs"]) == {f"c{low}", f"c{high}"}
-    for name, run in data["runs"].items():
-        assert run["episodes"] == data["settings"]["episodes"] and run["skipped"] == 0, name
-        assert run["wall_s"] > 0 and run["policy_tokens"] > 0 and run["policy_tokens_per_s"] > 0
-        # a random policy (almost) never stops: each turn samples max_new_tokens, so both runs generate about as much
-        full = run["policy_turns"] * data["settings"]["max_new_tokens"]
-        assert 0.8 * full <= run["policy_tokens"] <= full
-        assert run["terminations"] == ["max_steps"]
-        assert run["timers"]["calls"]["user"] > 0 and run["timers"]["calls"]["checker"] == run["episodes"]
-        assert 0 < run["fraction_of_wall"]["generate"] <= 1.0
-        assert 0 < run["user_env_checker_fraction"] < 0.5
-    assert data["runs"][f"c{high}"]["mean_batch"] > 1.0 == data["runs"][f"c{low}"]["mean_batch"]
-    assert data["runs"][f"c{low}"]["policy_turns"] == data["runs"][f"c{high}"]["policy_turns"]
-    assert all(r > 0 for r in data["ratios"].values())
+    assert set(data["runs"]) == set(bench_rollout.MODES) == {"no_reuse", "reuse"}
+    for mode, by_c in data["runs"].items():
+        assert set(by_c) == {f"c{low}", f"c{high}"}
+        for name, run in by_c.items():
+            assert run["prefix_reuse"] == (mode == "reuse") and run["concurrency"] == int(name[1:])
+            assert run["episodes"] == data["settings"]["episodes"] and run["skipped"] == 0, name
+            assert run["wall_s"] > 0 and run["policy_tokens"] > 0 and run["policy_tokens_per_s"] > 0
+            # a random policy (almost) never stops: each turn samples max_new_tokens, so runs generate about as much
+            full = run["policy_turns"] * data["settings"]["max_new_tokens"]
+            assert 0.8 * full <= run["policy_tokens"] <= full
+            assert run["terminations"] == ["max_steps"]
+            assert run["timers"]["calls"]["user"] > 0 and run["timers"]["calls"]["checker"] == run["episodes"]
+            assert 0 < run["fraction_of_wall"]["generate"] <= 1.0
+            assert 0 < run["user_env_checker_fraction"] < 0.5
+            assert run["reused_tokens"] == run["prompt_tokens"] - run["prefill_tokens"]
+        assert by_c[f"c{high}"]["mean_batch"] > 1.0 == by_c[f"c{low}"]["mean_batch"]
+        assert by_c[f"c{low}"]["policy_turns"] == by_c[f"c{high}"]["policy_turns"]
+    # without reuse every prompt token is prefilled; with it, turns after the first and shared system prompts are not
+    assert all(r["prefill_tokens"] == r["prompt_tokens"] for r in data["runs"]["no_reuse"].values())
+    assert all(r["prefill_tokens"] < 0.5 * r["prompt_tokens"] for r in data["runs"]["reuse"].values())
+    # seeded sampling, the same requests: reuse samples the same ids (c1 batches are identical by construction)
+    assert data["same_ids"][f"c{low}"] is True
+    assert all(r > 0 for mode in ("no_reuse", "reuse") for r in data["ratios"][mode].values())
+    assert set(data["ratios"]["reuse_vs_no_reuse"]) == {f"c{low}", f"c{high}"}
+    target = data["prefix_target"]
+    assert target["min_ratio"] == bench_rollout.TARGET_RATIO and isinstance(target["met"], bool)
+    assert target["measured"] == data["ratios"]["reuse"]["policy_tokens_per_s"]
     grpo = data["grpo"]
     assert grpo["steps"] == data["settings"]["grpo_steps"]
     assert 0 < grpo["rollout_fraction_of_step"] < 1 and 0 < grpo["generate_fraction_of_rollout"] <= 1

@@ -6,7 +6,7 @@ import itertools
 import json
 import re
 
-from eigendspy.core.participants import FunctionParticipant
+from eigendspy.core.participants import FunctionParticipant, InfrastructureError
 from eigendspy.testing.backend import ScriptedBackend
 
 ALWAYS_RIGHT, ALWAYS_WRONG = "create_task_1", "update_task_1"
@@ -63,4 +63,34 @@ def alternating_script(tasks: dict) -> callable:
             return call_text(gold[done])
         said = " ".join(task.evaluation_criteria.communicate_info or [])
         return f"All done. {said} ###STOP###"
+    return script
+
+
+def trial_user() -> FunctionParticipant:
+    """Names its task and trial in the opening line (a trial-keyed script reads both), then stops."""
+    def user(messages, ctx):
+        if not any(m.role == "user" for m in messages):
+            return f"Hello, this is about [{ctx.task.id}] (trial {ctx.trial})."
+        return "###STOP###"
+    return FunctionParticipant(user)
+
+
+def trial_script(tasks: dict, right=lambda trial: trial % 2 == 0, doomed=frozenset(), mark="", error=""):
+    """Episodes decided by their trial number, whatever order they run in: ``right(trial)`` replays the
+    gold actions (reward 1), otherwise a wrong call (reward 0). A ``doomed`` trial's first turn says
+    ``mark`` and its next turn raises `InfrastructureError(error)`, the way a failing server would."""
+    def script(prompt: str, _rng) -> str:
+        task_id, trial = re.search(r"\[([\w\-:.]+)\] \(trial (\d+)\)", prompt).groups()
+        task, trial = tasks[task_id], int(trial)
+        gold = [a for a in task.gold_actions if a.requestor == "assistant"]
+        done = prompt.count("<tool_response>")
+        if trial in doomed:
+            if done:
+                raise InfrastructureError(error)
+            return f"{mark} {WRONG_CALL}"
+        if right(trial) and done < len(gold):
+            return call_text(gold[done])
+        if done == 0:
+            return WRONG_CALL
+        return f"All done. {' '.join(task.evaluation_criteria.communicate_info or [])} ###STOP###"
     return script

@@ -13,12 +13,12 @@ prompt, and mock's policy plus five tool schemas make an ~830-token prompt (a st
 one short policy and no tools give ~155 tokens. Everything else is the production path
 (`EpisodeRollout`, `EigenGRPOTrainer`, `grpo_args`, LoRA via peft).
 
-Why TRL's ``qwen2_5.jinja`` instead of SmolLM2's own template: SmolLM2's template ignores ``tools`` and
-concatenates ``message['content']`` (a tool-call turn has none), while `parse_completion` reads
-Hermes-style ``<tool_call>`` blocks, which the Qwen2.5 template teaches. Both use ``<|im_start|>`` /
-``<|im_end|>``, which SmolLM2's vocabulary has, so the prompts stay in the model's own chat format.
+Why TRL's ``qwen2_5.jinja`` here: this test predates tool inlining for templates without tool support
+(SmolLM2's own template now works through `eigendspy.core.render.inline_tools`); it keeps the Qwen2.5
+template so its measured curve stays comparable. Both use ``<|im_start|>`` / ``<|im_end|>``, which
+SmolLM2's vocabulary has, so the prompts stay in the model's own chat format.
 
-Run: ``EIGENDSPY_SLOW=1 .venv/bin/python -m pytest tests/rl/test_grpo_smollm_slow.py -s`` (needs
+Run: ``EIGENDSPY_SLOW=1 .venv/bin/python -m pytest tests/train/test_grpo_smollm_slow.py -s`` (needs
 ``eigendspy model fetch``; about 5 minutes on 2 idle cores).
 """
 

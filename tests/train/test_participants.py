@@ -246,3 +246,16 @@ def test_grpo_config_refuses_what_the_user_cannot_use(user, options, message) ->
 def test_grpo_config_still_takes_lm_local() -> None:
     with pytest.warns(DeprecationWarning, match="dspy:local"):
         assert GRPORunConfig(model="m", output_dir="o", user="lm:local").user == "lm:local"
+
+
+def test_model_users_are_placed_on_the_requested_device(tiny_model_dir) -> None:
+    import torch
+
+    from eigendspy.train.participants import placement
+
+    assert placement("cuda:1") == "cuda:1"
+    assert placement(None) == (f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+    user = build_user(f"model:{tiny_model_dir}", device="meta")  # a device this CPU box has besides "cpu"
+    assert {p.device.type for p in user.backend.model.parameters()} == {"meta"}
+    default = build_user(f"model:{tiny_model_dir}")
+    assert {str(p.device) for p in default.backend.model.parameters()} == {placement(None)}

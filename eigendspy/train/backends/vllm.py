@@ -13,15 +13,18 @@ Only fields that vLLM documents are used (vLLM >= 0.10.2):
   (``top_k``, ``min_p``, penalties) is sent explicitly, because vLLM applies those defaults
   silently and they would make the sampled distribution differ from the policy being trained.
 * ``POST /v1/load_lora_adapter`` / ``POST /v1/unload_lora_adapter`` to hot-swap a freshly trained
-  LoRA adapter (the server needs ``--enable-lora`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``);
-  later requests name the adapter in ``model``.
+  LoRA adapter (the server needs ``--enable-lora``, ``--max-lora-rank`` at least the adapter's rank
+  and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``); later requests name the adapter in ``model``.
+  vLLM reads ``lora_path`` on *its own* filesystem, so the trainer must save adapters where the
+  server sees them at the same path (one machine, or shared storage mounted alike on both).
 * ``GET /health`` and ``GET /v1/models`` to wait for startup.
 
-Failures are split by whose fault they are: connection errors, timeouts, 5xx and 429 raise
-`eigendspy.core.participants.InfrastructureError` (the orchestrator records the episode as an
-infrastructure error and carries on), whereas a request the server rejects (other 4xx:
-unknown model, bad parameter) raises `VLLMRequestError` and a 200 answer lacking a needed field
-raises `VLLMProtocolError`; both are configuration bugs that retrying cannot fix.
+Failures are split by whose fault they are (`eigendspy.train.backends.vllm_errors`): connection
+errors, timeouts, 5xx and 429 on generation raise `eigendspy.core.participants.InfrastructureError`
+(the episode is retried or dropped, never trained on), whereas a request the server rejects raises
+`VLLMRequestError` (`VLLMAdapterError` for an adapter load, with vLLM's status, message and the
+configuration hint) and a 200 answer lacking a needed field raises `VLLMProtocolError`; those are
+configuration bugs that retrying cannot fix.
 """
 
 from __future__ import annotations
@@ -35,32 +38,18 @@ import httpx
 
 from eigendspy.core.participants import InfrastructureError
 from eigendspy.train.backends.base import Generation, SamplingParams
+from eigendspy.train.backends.vllm_errors import (
+    LORA_HINT,
+    VLLMAdapterError,
+    VLLMProtocolError,
+    VLLMRequestError,
+    adapter_error,
+    check_response,
+)
 
 logger = logging.getLogger(__name__)
 
-_LORA_HINT = (
-    "vLLM serves runtime LoRA updates only when started with --enable-lora (and --max-lora-rank at least the "
-    "adapter's rank) and the environment variable VLLM_ALLOW_RUNTIME_LORA_UPDATING=True; the adapter path must "
-    "be readable by the server process"
-)
 _VERSION_HINT = "this backend needs vLLM >= 0.10.2, which returns token ids when asked with return_token_ids=true"
-
-
-class VLLMRequestError(RuntimeError):
-    """The server refused a request (HTTP 4xx other than 429): wrong model name, bad parameter, bad adapter.
-
-    Not an `InfrastructureError` on purpose: these are configuration bugs, and marking every episode as
-    an outage would let a misconfigured run train on nothing without anyone noticing.
-    """
-
-    def __init__(self, message: str, *, status_code: int, error_type: str | None = None) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.error_type = error_type
-
-
-class VLLMProtocolError(RuntimeError):
-    """The server answered 200 but without a field this backend needs (an older vLLM, or not vLLM)."""
 
 
 class VLLMServerBackend:
@@ -121,7 +110,7 @@ class VLLMServerBackend:
                 response = await client.post("/v1/completions", json=body)
             except httpx.HTTPError as exc:
                 raise InfrastructureError(f"vLLM completion request to {self.base_url} failed: {exc!r}") from exc
-        data = _check(response, "completion")
+        data = check_response(response, "completion")
         return _parse_completion(data, prompt_ids)
 
     def _completion_body(self, prompt_ids: list[int], params: SamplingParams) -> dict[str, Any]:
@@ -172,26 +161,32 @@ class VLLMServerBackend:
     def load_adapter(self, path: str, name: str) -> None:
         """Serve the PEFT adapter saved at ``path`` under ``name`` and unload the one served before.
 
-        Load-then-unload keeps a served adapter available at every moment. Use a fresh ``name`` per
-        training step (e.g. ``step-12``); reusing the current name is supported but briefly leaves the
-        name unserved, since vLLM refuses to load a name twice.
+        ``path`` is opened by the vLLM server process, not by this one: save adapters where the server
+        sees them at the same path. Under DDP exactly one process loads each step's adapter and the
+        others `use_adapter` it after a barrier (`eigendspy.train.grpo.adapters.publish_adapter`):
+        loads from every rank would unload adapters other ranks still sample from.
+
+        Load-then-unload keeps a served adapter available at every moment. Give each step a fresh name
+        and path (vLLM keeps prefix-cache blocks computed with an adapter's old weights when it is
+        reloaded from the same path). Reloading the served name, or one an earlier run left loaded
+        (vLLM's 400 "already been loaded"), replaces its weights in place (``load_inplace``).
+
+        Raises:
+            VLLMAdapterError: vLLM refused the adapter (its status, type and message, and what to change).
+            InfrastructureError: The server could not be reached.
         """
         previous = self._adapter
-        load = {"lora_name": name, "lora_path": str(path)}
         with self._client() as client:
-            if previous == name:
-                self._unload(client, name, missing_ok=True)
-                previous = None
             try:
-                self._post(client, "/v1/load_lora_adapter", load, "load LoRA adapter")
-            except VLLMRequestError as exc:
-                # A name left loaded by an earlier run of this trainer: replace it rather than fail.
-                if exc.status_code != 400 or name not in self._models(client):
+                self._load(client, path, name, inplace=previous == name)
+            except VLLMAdapterError as exc:
+                if not exc.already_loaded:
                     raise
-                self._unload(client, name)
-                self._post(client, "/v1/load_lora_adapter", load, "load LoRA adapter")
+                logger.info("LoRA adapter %r was already loaded at %s: reloading it in place from %s",
+                            name, self.base_url, path)
+                self._load(client, path, name, inplace=True)
             self._adapter = name
-            if previous is not None:
+            if previous not in (None, name):
                 try:
                     self._unload(client, previous)
                 except (VLLMRequestError, InfrastructureError) as exc:
@@ -199,19 +194,30 @@ class VLLMServerBackend:
                     logger.warning("could not unload previous LoRA adapter %r: %s", previous, exc)
         logger.info("vLLM at %s now serves LoRA adapter %r from %s", self.base_url, name, path)
 
-    def _unload(self, client: httpx.Client, name: str, *, missing_ok: bool = False) -> None:
+    def use_adapter(self, name: str) -> None:
+        """Sample from ``name`` from now on: an adapter another process has already loaded on this server."""
+        self._adapter = name
+
+    def _load(self, client: httpx.Client, path: str, name: str, *, inplace: bool) -> None:
+        body: dict[str, Any] = {"lora_name": name, "lora_path": str(path)}
+        if inplace:
+            body["load_inplace"] = True
         try:
-            self._post(client, "/v1/unload_lora_adapter", {"lora_name": name}, "unload LoRA adapter")
-        except VLLMRequestError as exc:
-            if not (missing_ok and exc.status_code == 404):
-                raise
+            response = client.post("/v1/load_lora_adapter", json=body)
+        except httpx.HTTPError as exc:
+            raise InfrastructureError(f"could not load LoRA adapter at {self.base_url}: {exc!r}") from exc
+        if response.status_code != 200:
+            raise adapter_error(response, name, str(path))
+
+    def _unload(self, client: httpx.Client, name: str) -> None:
+        self._post(client, "/v1/unload_lora_adapter", {"lora_name": name}, "unload LoRA adapter")
 
     def _post(self, client: httpx.Client, route: str, body: dict[str, Any], what: str) -> None:
         try:
             response = client.post(route, json=body)
         except httpx.HTTPError as exc:
             raise InfrastructureError(f"could not {what} at {self.base_url}: {exc!r}") from exc
-        _check(response, what, hint=_LORA_HINT)
+        check_response(response, what, hint=LORA_HINT)
 
     # --- readiness ---------------------------------------------------------------------------
     def health(self) -> bool:
@@ -234,10 +240,18 @@ class VLLMServerBackend:
             InfrastructureError: The server did not become healthy within ``timeout_s``.
             VLLMRequestError: It is up but serves other model names (a misconfigured ``model``).
         """
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        next_log = started + 30.0
         while not self.health():
-            if time.monotonic() >= deadline:
-                raise InfrastructureError(f"vLLM server at {self.base_url} not healthy after {timeout_s:.0f} s")
+            now = time.monotonic()
+            if now - started >= timeout_s:
+                raise InfrastructureError(
+                    f"the vLLM server at {self.base_url} did not answer GET /health with 200 within {timeout_s:g} s: "
+                    "is it started (and listening on that host and port)? A cold start loads and compiles the model "
+                    "for minutes; give it longer (GRPORunConfig.vllm_server_timeout)")
+            if now >= next_log:
+                logger.info("waiting for the vLLM server at %s (%.0f s so far)", self.base_url, now - started)
+                next_log = now + 30.0
             time.sleep(poll_s)
         served = self.models()
         if self.model not in served:
@@ -249,7 +263,7 @@ class VLLMServerBackend:
             response = client.get("/v1/models")
         except httpx.HTTPError as exc:
             raise InfrastructureError(f"could not list models at {self.base_url}: {exc!r}") from exc
-        data = _check(response, "list models")
+        data = check_response(response, "list models")
         try:
             return [card["id"] for card in data["data"]]
         except (KeyError, TypeError) as exc:
@@ -261,40 +275,6 @@ class VLLMServerBackend:
     def _timeout(self, timeout_s: float | None = None) -> httpx.Timeout:
         read = self.timeout_s if timeout_s is None else timeout_s
         return httpx.Timeout(read, connect=min(read, 10.0))
-
-
-def _check(response: httpx.Response, what: str, hint: str | None = None) -> Any:
-    """Map an HTTP answer to its JSON body (or text) or to the right error class."""
-    if response.status_code == 200:
-        if "json" not in response.headers.get("content-type", ""):
-            return response.text  # the LoRA routes answer plain text
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise VLLMProtocolError(f"{what}: the server answered 200 with invalid JSON: {response.text[:200]!r}"
-                                    ) from exc
-    message, error_type = _error_detail(response)
-    text = f"{what} failed with HTTP {response.status_code}" + (f" {error_type}" if error_type else "") + f": {message}"
-    if response.status_code >= 500 or response.status_code == 429:
-        raise InfrastructureError(text)
-    if hint and response.status_code in (400, 404, 405):
-        text += f" ({hint})"
-    raise VLLMRequestError(text, status_code=response.status_code, error_type=error_type)
-
-
-def _error_detail(response: httpx.Response) -> tuple[str, str | None]:
-    """Read an error body in either of vLLM's shapes: ``{"error": {...}}`` (newer) or flat (0.10.x)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase, None
-    if isinstance(body, dict):
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
-        if "message" in inner:
-            return str(inner["message"]), inner.get("type")
-        if "detail" in body:  # the web framework's own 404/405 for a route the server does not expose
-            return str(body["detail"]), None
-    return str(body)[:500], None
 
 
 def _parse_completion(data: Any, prompt_ids: list[int]) -> Generation:

@@ -11,6 +11,11 @@ _EXPORTS = {
     "EpisodeRunner": "eigendspy.train.grpo.rollout",
     "RolloutSample": "eigendspy.train.grpo.rollout",
     "TaskPool": "eigendspy.train.grpo.filtering",
+    "TooManyInfraErrors": "eigendspy.train.grpo.rollout",
+    "MemoryBudgetExceeded": "eigendspy.train.grpo.geometry",
+    "ModelShape": "eigendspy.train.grpo.geometry",
+    "check_memory": "eigendspy.train.grpo.geometry",
+    "estimate_memory": "eigendspy.train.grpo.geometry",
     "fill_groups": "eigendspy.train.grpo.filtering",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -48,6 +48,7 @@ class FilterStats(BaseModel):
     groups_run: int = 0
     groups_dropped: int = 0
     groups_kept_uninformative: int = 0
+    groups_lost: int = 0
     rounds: int = 0
 
     @property
@@ -55,27 +56,41 @@ class FilterStats(BaseModel):
         return self.groups_dropped / self.groups_run if self.groups_run else 0.0
 
 
+class GroupsLost(RuntimeError):
+    """Some slot still had no complete group after the last refill round (infrastructure errors)."""
+
+
 def fill_groups(
     task_ids: Sequence[str],
-    run_groups: Callable[[list[str]], list[list[float]]],
+    run_groups: Callable[[list[str]], list[list[float] | None]],
     pool: TaskPool,
     *,
     enabled: bool = True,
     max_rounds: int = 3,
 ) -> tuple[list[str], list[int], FilterStats]:
-    """Run one group per slot, refilling uninformative slots with fresh tasks.
+    """Run one group per slot, refilling uninformative and lost slots with fresh tasks.
+
+    A *lost* group is one that lost an episode to an infrastructure error (``run_groups`` returns
+    ``None`` for it). Unlike an uninformative group it is never kept, with or without filtering:
+    its rewards measure the harness, not the policy. TRL needs exactly one whole group per slot, so a
+    lost group is replaced by a fresh task's group, like a filtered one.
 
     Args:
         task_ids: The task of each slot (one group of G episodes per slot).
-        run_groups: Runs one group per given task id and returns each group's rewards; it keeps
-            whatever else it produced (episodes, samples) keyed by its own call order.
+        run_groups: Runs one group per given task id and returns each group's rewards, or ``None``
+            for a lost group; it keeps whatever else it produced (episodes, samples) keyed by its own
+            call order.
         pool: Source of fresh tasks.
-        enabled: Off: every slot keeps its first group (plain GRPO).
-        max_rounds: Refill rounds; a slot still uninformative afterwards keeps its last group.
+        enabled: Off: every slot keeps its first complete group (plain GRPO).
+        max_rounds: Refill rounds (for both reasons); a slot still uninformative afterwards keeps its
+            last group, a slot still lost raises.
 
     Returns:
         The final task of each slot, the index of each slot's kept group in the flat sequence of
         groups ``run_groups`` produced across calls, and the stats.
+
+    Raises:
+        GroupsLost: A slot's group was still lost after ``max_rounds`` refill rounds.
     """
     slots = list(task_ids)
     for tid in slots:
@@ -88,15 +103,22 @@ def fill_groups(
         rewards = run_groups([slots[i] for i in pending])
         stats.rounds += 1
         stats.groups_run += len(pending)
-        last_round = not enabled or stats.rounds > max_rounds
+        final = stats.rounds > max_rounds
         retry: list[int] = []
         for offset, slot in enumerate(pending):
-            kept[slot] = produced + offset
-            if informative(rewards[offset]) or last_round:
-                if not informative(rewards[offset]) and enabled:
-                    stats.groups_kept_uninformative += 1
-                continue
-            stats.groups_dropped += 1
+            group = rewards[offset]
+            if group is None:
+                stats.groups_lost += 1
+                if final:
+                    raise GroupsLost(f"task {slots[slot]!r} still had no complete group after {stats.rounds} "
+                                     f"rounds (max_refill_rounds={max_rounds})")
+            else:
+                kept[slot] = produced + offset
+                if informative(group) or not enabled or final:
+                    if enabled and not informative(group):
+                        stats.groups_kept_uninformative += 1
+                    continue
+                stats.groups_dropped += 1
             slots[slot] = pool.draw(exclude=set(slots))
             retry.append(slot)
         produced += len(pending)

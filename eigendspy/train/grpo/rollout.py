@@ -7,16 +7,23 @@ completion, ``env_mask`` is 1 exactly on tokens the policy sampled and 0 on the 
 replies and chat-template glue between them, so the loss (and the token count that normalises it)
 covers the policy's own tokens only. Tokens after the last assistant turn are dropped: they carry
 no loss and cannot change any policy token's logprob (the model is causal).
+
+An episode that ends on an infrastructure error (server down, adapter not loaded, a request error)
+is never a sample: its reward says nothing about the policy. `EpisodeRunner` reruns it as a fresh
+trial (bounded), `InfraErrorTally` counts every failed attempt, and the trainer drops and refills a
+group that still lost an episode, or stops the run when too many attempts fail.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from eigendspy.core.domain import Domain
+from eigendspy.core.messages import TerminationReason
 from eigendspy.core.orchestrator import Episode, EpisodeConfig, Orchestrator, run_sync
 from eigendspy.core.participants import Participant
 from eigendspy.core.task import Task
@@ -112,17 +119,86 @@ class EpisodeRunner:
         factory = checker_factory or Checker.reward_factory(domain)
         self.orchestrator = Orchestrator(domain, policy, user, config=config, checker_factory=factory)
 
-    async def arun(self, jobs: Sequence[tuple[Task, int]]) -> list[Episode]:
-        """Run (task, trial) jobs concurrently; episodes come back in job order."""
+    async def arun(
+        self,
+        jobs: Sequence[tuple[Task, int]],
+        *,
+        retries: int = 0,
+        next_trial: Callable[[], int] | None = None,
+        on_attempt: Callable[[Episode], None] | None = None,
+    ) -> list[Episode]:
+        """Run (task, trial) jobs concurrently; episodes come back in job order.
+
+        Args:
+            jobs: (task, trial) pairs.
+            retries: How often an episode that ends on an infrastructure error is rerun (as a fresh
+                trial from ``next_trial``) before its last attempt is returned as it is.
+            next_trial: Trial numbers for reruns; required when ``retries > 0``.
+            on_attempt: Called with every finished attempt, failed ones included (for counting).
+        """
+        if retries and next_trial is None:
+            raise ValueError("retries need next_trial to number the reruns")
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(task: Task, trial: int) -> Episode:
-            async with semaphore:
-                episode = await self.orchestrator.run(task, trial)
-            self.policy.forget(task.id, trial, episode.seed)
-            return episode
+            left = retries
+            while True:
+                async with semaphore:
+                    episode = await self.orchestrator.run(task, trial)
+                self.policy.forget(task.id, trial, episode.seed)
+                if on_attempt is not None:
+                    on_attempt(episode)
+                if not is_infra_error(episode) or left == 0:
+                    return episode
+                left -= 1
+                trial = next_trial()
 
         return list(await asyncio.gather(*(one(t, k) for t, k in jobs)))
 
-    def run(self, jobs: Sequence[tuple[Task, int]]) -> list[Episode]:
-        return run_sync(self.arun(jobs))
+    def run(self, jobs: Sequence[tuple[Task, int]], **kwargs: Any) -> list[Episode]:
+        """`arun` from sync code (same keyword arguments)."""
+        return run_sync(self.arun(jobs, **kwargs))
+
+
+def is_infra_error(episode: Episode) -> bool:
+    """The episode ended because the harness failed (server, network), not the policy or the user."""
+    return episode.termination_reason is TerminationReason.INFRASTRUCTURE_ERROR
+
+
+class TooManyInfraErrors(RuntimeError):
+    """A rollout batch lost too many episodes to infrastructure errors: training on it would be noise."""
+
+
+class InfraErrorTally:
+    """Counts one rollout batch's episode attempts and those that ended on an infrastructure error.
+
+    Args:
+        max_share: The largest tolerated share of failed attempts; `check` raises above it.
+    """
+
+    def __init__(self, max_share: float) -> None:
+        self.max_share = max_share
+        self.attempts = 0
+        self.errors = 0
+        self.first_error: str | None = None
+
+    def record(self, episode: Episode) -> None:
+        self.attempts += 1
+        if is_infra_error(episode):
+            self.errors += 1
+            if self.first_error is None:
+                self.first_error = f"task {episode.task_id} trial {episode.trial}: {episode.error}"
+
+    @property
+    def share(self) -> float:
+        return self.errors / self.attempts if self.attempts else 0.0
+
+    def check(self) -> None:
+        """Raise `TooManyInfraErrors` when the share of failed attempts passes ``max_share``."""
+        if self.share > self.max_share:
+            raise TooManyInfraErrors(self.describe(f"above max_infra_error_share={self.max_share:g}"))
+
+    def describe(self, reason: str) -> str:
+        """The stop message: the count and share of failed attempts, ``reason``, and the first error's text."""
+        return (f"stopping the run: {self.errors} of {self.attempts} episode attempts in this step "
+                f"({self.share:.1%}) ended on infrastructure errors ({reason}); first error: {self.first_error}")

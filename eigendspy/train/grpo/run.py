@@ -44,9 +44,11 @@ def load_tasks(config: GRPORunConfig) -> tuple[Any, dict[str, Task]]:
         from datasets import load_from_disk
 
         from eigendspy.engine.export import task_from_row
+        from eigendspy.train.grpo.provenance import check_rows
 
-        rows = load_from_disk(config.tasks)
-        tasks = [task_from_row(row) for row in rows if row.get("domain", config.domain) == config.domain]
+        rows = [row for row in load_from_disk(config.tasks) if row.get("domain", config.domain) == config.domain]
+        check_rows(rows, domain)
+        tasks = [task_from_row(row) for row in rows]
     else:
         tasks = list(domain.tasks(config.split))
     if config.task_ids is not None:
@@ -57,6 +59,10 @@ def load_tasks(config: GRPORunConfig) -> tuple[Any, dict[str, Task]]:
         tasks = [by_id[tid] for tid in config.task_ids]  # the given order (the dataset's, unshuffled)
     if not tasks:
         raise ValueError(f"no RL tasks for domain {config.domain!r} (tasks={config.tasks}, split={config.split})")
+    if config.tasks:  # exported tasks must still be solvable here; the domain's own tasks are its ground truth
+        from eigendspy.train.grpo.provenance import check_gold
+
+        check_gold(tasks, domain)
     return domain, {t.id: t for t in tasks}
 
 
@@ -84,8 +90,7 @@ def grpo_args(config: GRPORunConfig, **overrides: Any):  # a trl.GRPOConfig
     kwargs: dict[str, Any] = dict(
         output_dir=config.output_dir, max_steps=config.max_steps, learning_rate=config.learning_rate,
         num_generations=config.num_generations,
-        per_device_train_batch_size=config.num_generations * config.tasks_per_step,
-        gradient_accumulation_steps=1, steps_per_generation=1, beta=config.beta, loss_type=config.loss_type,
+        **batch_args(config), beta=config.beta, loss_type=config.loss_type,
         epsilon=config.epsilon, seed=config.seed, logging_steps=config.logging_steps, save_steps=config.save_steps,
         report_to=config.report_to, max_completion_length=config.max_new_tokens,
         temperature=max(config.temperature, 1e-3),
@@ -93,8 +98,42 @@ def grpo_args(config: GRPORunConfig, **overrides: Any):  # a trl.GRPOConfig
     )
     if config.use_cpu is not None:
         kwargs["use_cpu"] = config.use_cpu
+    kwargs.update(_vllm_args(config))
     kwargs.update(overrides)
     return GRPOConfig(**kwargs)
+
+
+def batch_args(config: GRPORunConfig) -> dict[str, Any]:
+    """TRL's batch geometry: one rollout call per step over all its episodes, trained in micro-batches.
+
+    TRL calls ``rollout_func`` once per *generation batch* of ``per_device_train_batch_size x
+    steps_per_generation`` prompts per process, computes the group-relative advantages over it, then
+    shuffles it and feeds it to the loss one ``per_device_train_batch_size`` slice at a time. With
+    ``steps_per_generation == gradient_accumulation_steps`` that is exactly one optimizer step: the
+    step's ``num_generations x tasks_per_step`` episodes are sampled (and filtered, refilled) together
+    and their gradients accumulated over micro-batches of ``micro_batch_size``.
+    """
+    micro = config.episodes_per_micro_batch
+    accumulation = config.num_generations * config.tasks_per_step // micro
+    return dict(per_device_train_batch_size=micro, gradient_accumulation_steps=accumulation,
+                steps_per_generation=accumulation, gradient_checkpointing=config.activation_checkpointing)
+
+
+def _vllm_args(config: GRPORunConfig) -> dict[str, Any]:
+    """TRL's vLLM arguments (backend 'trl-vllm') and its importance-sampling knobs, which `EigenGRPOTrainer`
+    applies to every off-policy batch, whichever backend sampled it."""
+    args: dict[str, Any] = dict(
+        vllm_importance_sampling_correction=config.importance_sampling_correction,
+        vllm_importance_sampling_mode=config.importance_sampling_mode,
+        vllm_importance_sampling_clip_min=config.importance_sampling_clip_min,
+        vllm_importance_sampling_clip_max=config.importance_sampling_clip_max,
+    )
+    if config.backend == "trl-vllm":
+        context = config.max_context_tokens + config.max_new_tokens if config.max_context_tokens else None
+        args.update(use_vllm=True, vllm_mode=config.vllm_mode, vllm_server_host=config.vllm_server_host,
+                    vllm_server_port=config.vllm_server_port, vllm_server_timeout=config.vllm_server_timeout,
+                    vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization, vllm_max_model_length=context)
+    return args
 
 
 def build_trainer(
@@ -109,20 +148,24 @@ def build_trainer(
     """Assemble the trainer; ``user`` / ``backend`` / ``tasks`` override what the config names."""
     from peft import LoraConfig
 
+    from eigendspy.train.grpo.geometry import check_memory
     from eigendspy.train.models import load_model
     from eigendspy.train.participants import build_user
 
+    check_memory(config)  # before loading anything: an impossible micro-batch is refused with its numbers
     if tasks is None:
         domain, pool = load_tasks(config)
     else:
         domain, pool = load_domain(config), {t.id: t for t in tasks}
     if user is None:
         user = build_user(config.user, api_base=config.user_api_base, seed=config.seed,
-                          tokenizer=config.user_tokenizer)
+                          tokenizer=config.user_tokenizer, device=config.user_device)
     if backend is None and config.backend == "vllm":
         from eigendspy.train.backends.vllm import VLLMServerBackend
 
         backend = VLLMServerBackend(config.vllm_url, config.vllm_model)
+    if callable(getattr(backend, "wait_ready", None)):  # before loading anything: fail fast, with the reason
+        backend.wait_ready(timeout_s=config.vllm_server_timeout)
     if config.adapter is not None:  # the SFT adapter over the configured base, trained further
         model, tokenizer = load_model(config.adapter, trainable=True, base=config.model)
     else:
@@ -139,13 +182,18 @@ def build_trainer(
         episode_config=EpisodeConfig(max_steps=config.max_episode_steps), concurrency=config.concurrency,
         max_context_tokens=config.max_context_tokens, seed=config.seed,
         adapter_dir=str(Path(config.output_dir) / "rollout_adapters") if backend is not None else None,
-        overlap=config.overlap_rollouts,
+        overlap=config.overlap_rollouts, infra_retries=config.infra_retries,
+        max_infra_error_share=config.max_infra_error_share,
     )
     trainer = EigenGRPOTrainer(
         model=model, reward_funcs=checker_reward, args=grpo_args(config, **arg_overrides),
         train_dataset=task_dataset(list(pool), config.max_steps, config.tasks_per_step),
         processing_class=tokenizer, peft_config=peft_config, rollout_func=rollout, capture=capture,
     )
+    if backend is None and config.backend == "trl-vllm":  # sample through the vLLM client/engine TRL just built
+        from eigendspy.train.backends.trl_vllm import TRLVLLMBackend
+
+        rollout.backend = TRLVLLMBackend(trainer.vllm_generation)
     return trainer, rollout
 
 

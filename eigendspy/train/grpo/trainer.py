@@ -12,7 +12,14 @@ How the pieces meet:
 * Dynamic filtering happens *inside* the rollout function: groups with all-equal rewards are
   replaced by fresh tasks before TRL sees the batch (see `eigendspy.train.grpo.filtering`). This keeps TRL's
   fixed batch geometry and its loss untouched, so no custom training loop was needed.
+* Infrastructure errors are never a sample: such an episode is rerun, a group that still lost one is
+  refilled like a filtered group, the count is logged as ``rollout/infra_errors``, and a step with
+  too many stops the run (`eigendspy.train.grpo.rollout.InfraErrorTally`).
+* TRL calls the rollout function once per step with all its episodes, then trains in micro-batches
+  (``micro_batch_size``, gradient accumulation): see `eigendspy.train.grpo.run.batch_args`.
 * LoRA via peft; with ``beta > 0`` TRL uses the adapter-disabled model as the KL reference.
+* Batches not sampled from the live weights in-process (a server, overlapped rollouts, TRL's own vLLM) are
+  reweighted by TRL's truncated importance sampling on the sampling logprobs; see `EigenGRPOTrainer`.
 """
 
 from __future__ import annotations
@@ -35,8 +42,17 @@ from eigendspy.core.task import Task
 from eigendspy.scoring.results import is_success
 from eigendspy.train.backends.base import RolloutBackend, SamplingParams
 from eigendspy.train.chat_tokens import ChatTokens
-from eigendspy.train.grpo.filtering import FilterStats, TaskPool, fill_groups
-from eigendspy.train.grpo.rollout import EmptyEpisode, EpisodeRunner, RolloutSample, episode_to_sample
+from eigendspy.train.grpo.adapters import publish_adapter
+from eigendspy.train.grpo.filtering import FilterStats, GroupsLost, TaskPool, fill_groups
+from eigendspy.train.grpo.rollout import (
+    EmptyEpisode,
+    EpisodeRunner,
+    InfraErrorTally,
+    RolloutSample,
+    TooManyInfraErrors,
+    episode_to_sample,
+    is_infra_error,
+)
 from eigendspy.train.policy import ChatModelParticipant
 
 logger = logging.getLogger(__name__)
@@ -62,6 +78,9 @@ class EpisodeRollout:
         adapter_dir: With a remote backend, where each step's adapter is saved before it is loaded.
         overlap: Sample the next batch (with the current adapter) while the trainer trains on this one:
             rollouts and training overlap at the cost of one step of policy lag. Remote backends only.
+        infra_retries: Reruns of an episode that ends on an infrastructure error before its group is
+            given up (and refilled with a fresh task like a filtered group).
+        max_infra_error_share: A batch whose share of failed attempts passes this stops the run.
     """
 
     def __init__(
@@ -80,6 +99,8 @@ class EpisodeRollout:
         adapter_dir: str | None = None,
         overlap: bool = False,
         seed: int = 0,
+        infra_retries: int = 2,
+        max_infra_error_share: float = 0.25,
     ) -> None:
         self.domain = domain
         self.tasks = dict(tasks)
@@ -102,6 +123,8 @@ class EpisodeRollout:
         self._trials = itertools.count()
         self._loaded_step = -1
         self.history: list[dict[str, Any]] = []  # one entry per call: stats and the kept rewards
+        self.infra_retries = infra_retries
+        self.max_infra_error_share = max_infra_error_share
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         G = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
@@ -114,6 +137,7 @@ class EpisodeRollout:
             # trained, then load the current adapter and start sampling the next batch with it. Harvest first:
             # the server must not drop the adapter that in-flight requests still use. The task ids TRL passed
             # seed the next batch (dynamic filtering already lets a batch's tasks differ from TRL's picks).
+            # EigenGRPOTrainer reweights the lagged batch with TRL's importance-sampling correction.
             if self._pending is None:  # first step: nothing prefetched yet
                 self._pending = self._executor().submit(self._rollout, task_ids, G, tokenizer,
                                                         self._backend(trainer))
@@ -140,18 +164,25 @@ class EpisodeRollout:
         runner = EpisodeRunner(self.domain, policy, self.user, config=self.episode_config,
                                concurrency=self.concurrency)
         groups: list[list[Episode]] = []
+        tally = InfraErrorTally(self.max_infra_error_share)
 
-        def run_groups(ids: list[str]) -> list[list[float]]:
+        def run_groups(ids: list[str]) -> list[list[float] | None]:
             jobs = [(self.tasks[tid], next(self._trials)) for tid in ids for _ in range(G)]
-            episodes = runner.run(jobs)
+            episodes = runner.run(jobs, retries=self.infra_retries, next_trial=lambda: next(self._trials),
+                                  on_attempt=tally.record)
+            tally.check()  # fail fast: a dead server should not cost every refill round
             chunk = [episodes[i * G:(i + 1) * G] for i in range(len(ids))]
             groups.extend(chunk)
-            return [[_reward(e) for e in group] for group in chunk]
+            return [None if any(map(is_infra_error, group)) else [_reward(e) for e in group] for group in chunk]
 
-        _, kept, stats = fill_groups(task_ids, run_groups, self.pool, enabled=self.dynamic_filtering,
-                                     max_rounds=self.max_refill_rounds)
+        try:
+            _, kept, stats = fill_groups(task_ids, run_groups, self.pool, enabled=self.dynamic_filtering,
+                                         max_rounds=self.max_refill_rounds)
+        except GroupsLost as exc:
+            raise TooManyInfraErrors(tally.describe(f"max_infra_error_share={tally.max_share:g}; {exc}")) from exc
         samples = [self._sample(e, tokenizer) for i in kept for e in groups[i]]
         entry = _entry(samples, groups, stats, time.perf_counter() - started)
+        entry.update(infra_errors=tally.errors, infra_error_share=tally.share, first_infra_error=tally.first_error)
         entry["sampled_with"] = served
         return samples, entry
 
@@ -163,6 +194,15 @@ class EpisodeRollout:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+    def samples_on_policy(self, trainer: Any) -> bool:
+        """Whether batches are sampled in-process from the very weights being trained (no lag, same model).
+
+        Only then are the sampling logprobs the trainer's own, so `EigenGRPOTrainer` skips the importance-sampling
+        correction; a server, another model object, a scripted backend or an overlapped batch gets it.
+        """
+        live = trainer.accelerator.unwrap_model(trainer.model)
+        return not self.overlap and getattr(self.backend, "model", None) is live
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._pool is None:
@@ -176,9 +216,9 @@ class EpisodeRollout:
 
             self.backend = HFBackend(trainer.accelerator.unwrap_model(trainer.model), trainer.processing_class)
         elif self.adapter_dir is not None and trainer.state.global_step != self._loaded_step:
-            path = f"{self.adapter_dir}/step-{trainer.state.global_step}"
-            trainer.accelerator.unwrap_model(trainer.model).save_pretrained(path)
-            self.backend.load_adapter(path, f"policy-step-{trainer.state.global_step}")
+            # Rank 0 saves and loads the step's adapter once; the other ranks wait, then use its name.
+            publish_adapter(trainer.accelerator, trainer.accelerator.unwrap_model(trainer.model), self.backend,
+                            self.adapter_dir, trainer.state.global_step)
             self._loaded_step = trainer.state.global_step
         return self.backend
 
@@ -206,15 +246,18 @@ class EpisodeRollout:
 
 def _entry(samples: list[RolloutSample], groups: list[list[Episode]], stats: FilterStats,
            wall: float) -> dict[str, Any]:
+    """One batch's rollout stats; rewards are averaged over the episodes that have one (no infra errors)."""
     every = [e for g in groups for e in g]
+    scored = [e for e in every if not is_infra_error(e)]
     policy_tokens = sum(s.policy_tokens for s in samples)
     return {
         "filtered_fraction": stats.filtered_fraction,
         "groups_run": stats.groups_run,
         "groups_dropped": stats.groups_dropped,
+        "groups_lost": stats.groups_lost,
         "uninformative_kept": stats.groups_kept_uninformative,
-        "reward_mean_all": sum(_reward(e) for e in every) / len(every),
-        "pass_rate_all": sum(is_success(_reward(e)) for e in every) / len(every),
+        "reward_mean_all": sum(_reward(e) for e in scored) / len(scored) if scored else 0.0,
+        "pass_rate_all": sum(is_success(_reward(e)) for e in scored) / len(scored) if scored else 0.0,
         "policy_tokens_per_s": policy_tokens / wall if wall else 0.0,
         "episodes_per_s": len(every) / wall if wall else 0.0,
         "rollout_s": wall,
@@ -240,15 +283,75 @@ def _group_task_ids(prompts: list[Any], G: int) -> list[str]:
 
 
 class EigenGRPOTrainer(GRPOTrainer):
-    """`GRPOTrainer` that records what the loss actually used (advantages, masks) for tests and logs."""
+    """`GRPOTrainer` that corrects off-policy rollouts with TRL's own importance sampling, and can record what
+    the loss used (``capture=True``: advantages, masks, logprobs, importance ratios) for tests and logs.
+
+    TRL applies its truncated importance-sampling correction (the per-token ratio of the trained model's to
+    the sampler's probability, clipped or masked per ``vllm_importance_sampling_mode`` and its clip bounds)
+    only under ``use_vllm``, yet our rollout function also samples elsewhere: a vLLM server serving a saved
+    adapter, or a batch sampled one step earlier (``overlap``). So while TRL scores such a batch and computes
+    its loss, this trainer reports ``use_vllm`` as true to TRL's code — raised only after TRL's generation
+    step, so TRL never looks for a vLLM engine it did not build — and TRL's ratio, knobs, metrics and loss
+    weighting apply unchanged. A batch sampled in-process from the live weights
+    (`EpisodeRollout.samples_on_policy`) is left uncorrected: its ratio is 1. With ``use_vllm=True`` (TRL's
+    own vLLM), TRL's behaviour is untouched except that, in server mode with several processes, every rank
+    waits after TRL's weight push, so no rank samples from half-updated weights.
+    """
+
+    _use_vllm = False
+    _correcting = False  # while TRL scores, or computes the loss of, a batch that needs the correction
 
     def __init__(self, *args: Any, capture: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if getattr(self.rollout_func, "overlap", False) and not self.vllm_importance_sampling_correction:
+            raise ValueError("overlapped rollouts are one step off-policy: they need vllm_importance_sampling_"
+                             "correction=True (the importance-sampling correction); refusing to train without it")
         self.capture = capture
         self.captured: list[dict[str, torch.Tensor]] = []
 
+    @property
+    def use_vllm(self) -> bool:
+        """TRL's ``use_vllm``, also true while TRL's importance-sampling code handles an off-policy batch."""
+        return self._use_vllm or self._correcting
+
+    @use_vllm.setter
+    def use_vllm(self, value: bool) -> None:
+        self._use_vllm = value
+
+    def _generate(self, prompts: list) -> tuple:
+        if (self._use_vllm and self.vllm_mode == "server" and self.rollout_func is not None
+                and self.accelerator.num_processes > 1 and self.state.global_step != self._last_loaded_step):
+            self.vllm_generation.sync_weights()  # what TRL's _generate would do next, then a barrier
+            self._last_loaded_step = self.state.global_step
+            self.accelerator.wait_for_everyone()
+        result = super()._generate(prompts)
+        self._correcting = self._off_policy(result[4])
+        return result
+
+    def _off_policy(self, logprobs: list | None) -> bool:
+        """Whether this batch gets TRL's importance-sampling correction through `use_vllm`."""
+        if self._use_vllm or self.rollout_func is None or not self.vllm_importance_sampling_correction:
+            return False  # TRL's own vLLM (TRL decides), TRL's own generation, or correction switched off
+        on_policy = getattr(self.rollout_func, "samples_on_policy", None)
+        if on_policy is not None and on_policy(self):
+            return False
+        if logprobs is None:
+            raise ValueError("the rollout function returned no sampling logprobs; an off-policy batch needs them")
+        return True
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            return super()._generate_and_score_completions(inputs)
+        finally:
+            self._correcting = False
+
     def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
         if self.capture:
-            keep = ("advantages", "completion_mask", "tool_mask", "completion_ids")
+            keep = ("advantages", "completion_mask", "tool_mask", "completion_ids", "prompt_ids", "prompt_mask",
+                    "old_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio")
             self.captured.append({k: inputs[k].detach().cpu().clone() for k in keep if inputs.get(k) is not None})
-        return super()._compute_loss(model, inputs)
+        self._correcting = "importance_sampling_ratio" in inputs
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._correcting = False
