@@ -20,7 +20,8 @@ What runs (one process, measured side by side with the same model, tasks, episod
   end at ``max_steps``: all runs do (nearly) the same amount of generation. Sampling is seeded, so runs of
   one concurrency sample the same ids in both modes unless reuse changed a logit (``same_ids``);
 * ``grpo``: a few real GRPO steps (`eigendspy.train.grpo.run.build_trainer`, LoRA, TRL's trainer, the in-process
-  backend over the live model) to get the step time the target is stated against;
+  backend over the live model, prefix reuse on as by default) to get the step time the 1 % target is stated
+  against;
 * ``oracle``: `OracleAssistant` episodes of the same tasks, whose gold tool calls make the environment and
   the checker do real work (the random policy rarely calls a tool): their per-episode cost is projected onto
   the GRPO step as a worst case.
@@ -28,10 +29,11 @@ What runs (one process, measured side by side with the same model, tasks, episod
 The user, environment and checker are timed by `benchmarks.rollout_instrument` (library code untouched). With 8
 episodes in flight these overlap generation (a worker thread), so their share of wall time is an upper bound.
 
-Measured numbers and what they mean: README.md, "Benchmarks" (raw: ``results/rollout_cpu.json``).
+Measured numbers and what they mean: README.md, "Benchmarks" (raw: ``results/rollout_cpu.json``, torch's default
+threads; ``results/rollout_cpu_1thread.json``, one thread, steadier on a shared machine).
 
-Run: ``python -m benchmarks.bench_rollout [--quick] [--threads N] [--json PATH]``; results go to
-``benchmarks/results/rollout_cpu.json`` (``--quick``, used by CI, writes only where ``--json`` says).
+Run: ``python -m benchmarks.bench_rollout [--quick] [--modes no_reuse reuse] [--threads N] [--json PATH]``; results
+go to ``benchmarks/results/rollout_cpu.json`` (``--quick``, used by CI, writes only where ``--json`` says).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ run() {
   VLLM_ALLOW_RUNTIME_LORA_UPDATING=True VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-2}" \
     exec "$VENV/bin/python" -m vllm.entrypoints.openai.api_server --model "$model" \
     --host 127.0.0.1 --port "$PORT" --served-model-name "$NAME" --max-model-len 4096 \
-    --enable-lora --max-lora-rank 16 --max-loras 4
+    --enable-lora --max-lora-rank 16 --max-loras 4 --logprobs-mode processed_logprobs
 }
 
 serve() {

@@ -8,17 +8,17 @@ hot-swapping against freshly trained weights. Errors carry the status codes, typ
 vLLM 0.32 returned on this machine: unknown model 404 ``NotFoundError``; a name loaded twice 400
 ``InvalidUserInput`` "already been loaded" unless ``load_inplace``; an adapter path the server cannot
 read 404 ``NotFoundError`` "No adapter found for <path>"; a rank above ``max_lora_rank`` (or any
-failed load) 500 ``InternalServerError``. It is deliberately *stricter* than vLLM in one way: a
-completion field it does not implement is rejected with 400 instead of being ignored.
+failed load) 500 ``InternalServerError``. It is deliberately *stricter* than vLLM: a completion field
+it does not implement is a 400 (vLLM ignores it), and a request whose adapter is unloaded before it
+runs is a 404 (vLLM finishes it), so a client cannot depend on either.
 
 Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/completions`` (token-id prompts only,
 ``n=1``, no streaming, ``logprobs`` at most 1), ``POST /v1/load_lora_adapter`` and
 ``POST /v1/unload_lora_adapter`` (present only with ``allow_runtime_lora_updating``, as vLLM
 exposes them only under ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``). Requests run concurrently, as
 in vLLM: those in flight together are generated as one left-padded batch per adapter
-(`eigendspy.testing.batching`), so, as with vLLM, sampled ids may differ slightly from one-at-a-time
-generation; ``max_batch=1`` serializes them. Every request is recorded in ``requests`` (route,
-status, model), so tests can count e.g. the 404s concurrent clients caused.
+(`eigendspy.testing.batching`), so sampled ids may differ slightly from one-at-a-time generation
+(``max_batch=1`` serializes them). Every request is recorded in ``requests`` (route, status, model).
 
 Usage::
 

@@ -256,3 +256,19 @@ def test_a_model_that_cannot_reuse_generates_as_before(model, tok):
     expected = HFBackend(model, tok, prefix_cache_tokens=0).generate_batch(prompts, GREEDY)
     assert_same(backend.generate_batch(prompts, GREEDY), expected)
     assert backend.stats["reused_tokens"] == 0 and backend.cached_tokens == 0
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_logprobs_are_of_the_temperature_scaled_sampling_distribution(model, tok, reuse):
+    """What TRL recomputes (logits / temperature) when it corrects off-policy samples, with and without reuse."""
+    backend = HFBackend(model, tok, prefix_cache_tokens=131_072 if reuse else 0)
+    prompt = first_prompt(tok, USERS[0])
+    params = SamplingParams(temperature=0.5, max_new_tokens=8, seed=3)
+    gen = asyncio.run(backend.generate(prompt, params))
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + gen.token_ids])).logits[0, len(prompt) - 1:-1].float()
+    ids = torch.tensor(gen.token_ids).unsqueeze(-1)
+    scaled = torch.log_softmax(logits / 0.5, -1).gather(-1, ids).squeeze(-1)
+    raw = torch.log_softmax(logits, -1).gather(-1, ids).squeeze(-1)
+    assert torch.allclose(torch.tensor(gen.logprobs), scaled, atol=1e-4)
+    assert not torch.allclose(scaled, raw, atol=1e-3)

@@ -32,8 +32,10 @@ class SamplingParams(BaseModel):
 class Generation(BaseModel):
     """One sampled completion: the exact token ids and each token's log-probability under the policy.
 
-    ``logprobs`` are of the raw model distribution (log-softmax of the logits, before temperature),
-    which is what vLLM reports by default and what the trainer recomputes.
+    ``logprobs`` are of the distribution sampled from: log-softmax of the logits divided by the sampling
+    temperature (raw logits for greedy decoding). That is what TRL recomputes (it scales by its
+    ``temperature``) when it corrects off-policy samples, and what vLLM returns with ``--logprobs-mode
+    processed_logprobs`` (its default is raw logprobs: start servers with that flag unless temperature is 1).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -8,8 +8,8 @@ left-padded ``model.generate`` in a worker thread while the event loop keeps the
 
 Prefix reuse (on by default): an episode's next request extends its previous prompt and completion,
 and concurrent episodes share their system prompt, so the backend keeps keys and values of what it
-has seen (`eigendspy.train.backends.reuse`), prefills only new tokens, and decodes the batch as one
-packed sequence that reads each shared prefix once. Greedy ids are those of a full re-prefill;
+has seen (`eigendspy.train.backends.reuse`), prefills only new tokens, and decodes the batch over one
+packed sequence that holds each shared prefix once. Greedy ids are those of a full re-prefill;
 logprobs agree to rounding. Models that cannot (sliding windows, flash-attention kernels, extra
 logits processors in their generation config) generate as before.
 
@@ -206,6 +206,8 @@ class HFBackend:
                 model.train()
         new = out.sequences[:, width:]
         logits = torch.stack(out.logits, dim=1).float()  # (batch, new, vocab): raw, before temperature
+        if not greedy:  # report the sampling distribution's logprobs, as the trainer recomputes them
+            logits = logits / params.temperature
         chosen = torch.log_softmax(logits, dim=-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
         results = []
         stop_set = set(stops)

@@ -21,10 +21,11 @@ from eigendspy.train.backends.prefix_cache import KV
 __all__ = ["ReservedLayer", "cache_argument", "extend", "reserved_cache", "reuse_blocker"]
 
 
-#: Generation-config fields that make ``generate`` add logits processors beyond temperature and top-p, with the
-#: values that add none. A model that sets one keeps generating through ``generate`` (no reuse), so its ids stay
-#: what they were.
-NEUTRAL_GENERATION = {"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+#: Generation-config fields that make ``generate`` search otherwise or add logits processors beyond temperature
+#: and top-p, with the values that do neither. A model that sets one keeps generating through ``generate`` (no
+#: reuse), so its ids stay what they were.
+NEUTRAL_GENERATION = {"num_beams": 1, "num_beam_groups": 1, "penalty_alpha": None, "dola_layers": None,
+                      "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
                       "min_length": 0, "min_new_tokens": None, "bad_words_ids": None, "suppress_tokens": None,
                       "begin_suppress_tokens": None, "sequence_bias": None, "forced_bos_token_id": None,
                       "forced_eos_token_id": None, "exponential_decay_length_penalty": None, "min_p": None,
@@ -47,6 +48,8 @@ def reuse_blocker(model: Any) -> str | None:
     except Exception as exc:  # an older transformers or an unusual config
         return f"no dynamic cache for this config ({exc})"
     layers = getattr(cache, "layers", None)
+    if not hasattr(DynamicLayer, "lazy_initialization"):
+        return "this transformers has no layered cache API"
     if not layers or any(type(layer) is not DynamicLayer for layer in layers):
         return "not every layer keeps a full-attention cache"
     attention = getattr(model.config, "_attn_implementation", None)

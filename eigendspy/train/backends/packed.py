@@ -1,19 +1,21 @@
-"""Decode many dialogues as one packed sequence whose shared prefixes are stored, and read, once.
+"""Decode many dialogues together over one packed sequence of keys/values that holds shared prefixes once.
 
-Why not a left-padded batch: decoding is memory-bound, and each step of a padded batch reads every row's whole
-cache. Concurrent episodes share most of their context — the system prompt (policy and tool schemas, thousands
-of tokens) across tasks, the whole first prompt across GRPO's G episodes of a task — so reading it once per
-row is the dominant cost of a batched step on CPU (measured: 8 rows x 4.7k tokens, attention was 8x one row's).
+Why packed, not left-padded: concurrent episodes share most of their context — the system prompt (policy and
+tool schemas, thousands of tokens) across tasks, the whole first prompt across GRPO's G episodes of a task.
+A left-padded batch needs every row's full cache copied side by side each turn; here the rows' cached
+sequences are laid out as a prefix tree — each shared segment once, then each row's own remainder — in a
+single buffer with room for the tokens to come (`PackedLayer`), so a batch costs one row's memory plus the
+differences, and nothing is concatenated per step.
 
-How: the rows' cached sequences are laid out as a prefix tree — each shared segment once, then each row's own
-remainder — in a single sequence of keys/values, with a 4-D attention mask saying which positions each row may
-see (its path through the tree and its own new tokens) and explicit position ids (a row's depth). Every step
-feeds one token per row as queries of that one sequence. The attention over each row's visible keys is the same
-as in its own unpadded sequence, so greedy ids match a padded ``generate``; logits agree to rounding.
+How the model sees it: a batch of rows, each decoding one token, whose keys/values are that buffer expanded
+over the rows (stride 0, no copy) and whose 4-D attention mask lets a row see only its path through the tree
+and its own new tokens; position ids are each row's own. One token per row keeps grouped-query attention on
+its copy-free path. The attention over a row's visible keys is the attention of its own unpadded sequence, so
+greedy ids match a padded ``generate``; logits agree to rounding.
 
 Sampling follows ``transformers``' ``generate`` for the parameters a `SamplingParams` has: raw float32 logits,
 temperature then top-p warping, ``torch.multinomial`` over every row each step (finished rows too), so seeded
-runs draw what ``generate`` would from the same logits. Models whose generation config adds other logits
+runs draw what ``generate`` draws from the same logits. Models whose generation config adds other logits
 processors (repetition penalties, suppressed tokens, ...) are not decoded here (`eigendspy.train.backends.
 kv_rows.reuse_blocker`).
 """
@@ -163,7 +165,7 @@ def decode_packed(model: Any, prompts: list[list[int]], rows: list[KV], *, max_n
         end += batch
         out = model(input_ids=tokens, position_ids=positions, attention_mask=_additive(visible[:, :end], dtype),
                     use_cache=True, **{name: cache})
-        logits = out.logits[:, -1].to(dtype=torch.float32, copy=True)  # raw: the logprobs are of these
+        logits = out.logits[:, -1].to(dtype=torch.float32, copy=True)
         scores = logits
         for warp in warpers:  # in generate's order: temperature, then top-p
             scores = warp(None, scores)
@@ -173,7 +175,8 @@ def decode_packed(model: Any, prompts: list[list[int]], rows: list[KV], *, max_n
             step = torch.argmax(scores, dim=-1)
         step = torch.where(unfinished, step, torch.full_like(step, pad))
         sampled.append(step)
-        chosen.append(torch.log_softmax(logits, dim=-1).gather(-1, step[:, None]).squeeze(1))
+        scaled = logits / temperature if temperature > 0.0 else logits  # the sampling distribution's logprobs
+        chosen.append(torch.log_softmax(scaled, dim=-1).gather(-1, step[:, None]).squeeze(1))
         unfinished &= ~torch.isin(step, stop_ids)
         tokens, positions = step[:, None], positions + 1
         if not unfinished.any():

@@ -2,14 +2,15 @@
 
 Why: an episode's next request is its previous prompt and completion plus a few template tokens and the
 other side's reply (`eigendspy.train.chat_tokens` extends ids by deltas, never re-tokenises), so without a
-cache every turn prefills the whole dialogue again — on CPU that prefill, not sampling, is a rollout's cost.
+cache every turn prefills the whole dialogue again (the rollout benchmark: 112,800 prompt tokens prefilled
+for 1,152 sampled).
 Concurrent episodes of one task also share their system prompt (policy and tool schemas, thousands of
 tokens) and GRPO's G episodes of a task share their whole first prompt: lookup is by the longest common
 token prefix with any entry, so those are prefilled once too (vLLM's "automatic prefix caching", by rows).
 
 What is kept: one entry per token sequence, each a list of per-layer ``(keys, values)`` of shape
-``(1, kv_heads, len(ids), head_dim)``. Entries are immutable (transformers' `DynamicCache` grows by
-concatenation, never in place), so an entry may share storage with the one it was cut from. A stored entry
+``(1, kv_heads, len(ids), head_dim)``. Entries are never written once stored (prefill and decoding copy them
+into buffers of their own), so the same tensors may serve many rows of a batch. A stored entry
 drops every entry that is a prefix of it (an episode keeps one entry: its latest turn), and the least recently
 used entries go when the cap on cached tokens is passed — how the entries of finished episodes leave.
 
