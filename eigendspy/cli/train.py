@@ -37,7 +37,8 @@ ResumeOpt = Annotated[bool | None, typer.Option("--resume/--no-resume", help="Ov
 ReportToOpt = Annotated[str | None, typer.Option("--report-to", help="Comma-separated: tensorboard, wandb, none")]
 
 AdapterOpt = Annotated[str | None, typer.Option("--adapter", help="Override adapter (an SFT adapter dir)")]
-UserOpt = Annotated[str | None, typer.Option("--user", help="Override user: oracle | lm:<model> | model:<dir>")]
+UserOpt = Annotated[str | None, typer.Option(
+    "--user", help="Override user: oracle | model:DIR | vllm:URL#NAME | lm:ID | dspy:ID")]
 
 
 #: Exceptions that mean a wrong config, path or dataset, or a rollout server that keeps failing: shown as
