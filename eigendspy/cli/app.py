@@ -18,11 +18,28 @@ import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from eigendspy.cli.errors import CLIError, run_cli, set_debug  # noqa: E402
+from eigendspy.domains import BUILTIN  # noqa: E402
+
 app = typer.Typer(help="eigendspy: tau2-exact environments, synthetic data with executable checkers, RL.",
                   no_args_is_help=True)
 console = Console()
 
-DomainOpt = Annotated[str, typer.Option("--domain", "-d", help="Built-in domain: mock or retail")]
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error "
+                                                        "(also: EIGENDSPY_DEBUG=1)")] = False,
+) -> None:
+    set_debug(debug)
+
+
+def main(args: list[str] | None = None) -> None:
+    """The ``eigendspy`` entry point: the app behind the one-line error boundary (`run_cli`)."""
+    run_cli(app, args)
+
+
+DomainOpt = Annotated[str, typer.Option("--domain", "-d", help=f"Built-in domain: {', '.join(BUILTIN)}")]
 DataOpt = Annotated[Path | None, typer.Option("--data", help="tau2-bench domain directory to overlay")]
 SplitOpt = Annotated[str | None, typer.Option("--split", help="Task split, e.g. train or test")]
 
@@ -200,6 +217,9 @@ def score(results: Annotated[Path, typer.Argument(help="A tau2 results file")], 
     dom = get_domain(domain, data_dir=data)
     task_list, sims = read_results(results)
     by_id = {t.id: t for t in task_list}
+    if unknown := sorted({s.task_id for s in sims} - set(by_id)):
+        raise CLIError(f"{results}: simulations name task ids not in its tasks list: {', '.join(unknown[:5])}"
+                       f"{' ...' if len(unknown) > 5 else ''}; pass a complete tau2 results file")
     table = Table("simulation", "task", "recorded", "eigendspy", "agree")
     agree = 0
     for sim in sims:
@@ -235,4 +255,4 @@ def _register_engine_commands() -> None:
 _register_engine_commands()
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -41,7 +41,7 @@ def evolve_cmd(
     data: Annotated[Path | None, typer.Option("--data", help="tau2-bench domain directory")] = None,
     optimizer: Annotated[str, typer.Option(help="gepa, miprov2 or bootstrap")] = "gepa",
     budget: Annotated[str, typer.Option(help="light, medium, heavy, or a number")] = "light",
-    config: Annotated[Path | None, typer.Option(help="TOML with [lm] default/roles")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML with \\[lm] default/roles")] = None,
     n: Annotated[int, typer.Option("--n", help="Training tasks (the same number is held out)")] = 8,
     out: Annotated[Path, typer.Option(help="Run directory")] = Path("runs/evolve"),
     seed: Annotated[int, typer.Option()] = 0,

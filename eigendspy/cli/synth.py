@@ -11,12 +11,15 @@ import asyncio
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from eigendspy.engine.store.store import RunManifest
 
 console = Console()
 model_app = typer.Typer(help="The embedded offline model (SmolLM2-135M-Instruct from a PyPI wheel).")
@@ -42,15 +45,18 @@ class StageCounter:
 
 def synth(
     domain: Annotated[str, typer.Option("--domain", "-d", help="Domain to synthesize for")] = "mock",
-    n: Annotated[int, typer.Option("--n", help="Number of tasks to attempt")] = 8,
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of tasks to attempt")] = 8,
     out: Annotated[Path, typer.Option(help="Run directory")] = Path("runs/synth"),
-    config: Annotated[Path | None, typer.Option(help="TOML with [lm] default/roles (default: embedded model)")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="TOML with \\[lm] default/roles (default: embedded model)")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="tau2-bench domain directory to overlay")] = None,
     streams: Annotated[int, typer.Option(help="Concurrent plan streams")] = 2,
     rounds: Annotated[int, typer.Option(help="Reflection rounds")] = 1,
     episodes: Annotated[int, typer.Option(help="Dialogues rolled out per accepted task")] = 1,
     seed: Annotated[int, typer.Option(help="Run seed")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out")] = False,
+    force: Annotated[bool, typer.Option(help="With --resume: continue even if settings differ from the run's")
+                     ] = False,
     concurrency: Annotated[int, typer.Option(help="LM calls in flight")] = 16,
     ray: Annotated[str | None, typer.Option("--ray", help="Run items on Ray: 'auto' or a cluster address")] = None,
     compiled: Annotated[Path | None, typer.Option(help="Start roles from compiled programs (evolve's OUT/compiled)")
@@ -79,11 +85,12 @@ def synth(
             loaded = roles.load_compiled(compiled)
         except FileNotFoundError as exc:
             raise typer.BadParameter(str(exc), param_hint="--compiled") from exc
+    manifest = RunManifest(config=cfg, lms=lm_config.ids(), seed=seed, domain=domain,
+                           data_dir=str(data) if data else None, notes={"n": n})
     if resume and (out / "manifest.json").exists():
+        _check_resume(out, manifest, force)
         store = RunStore.open(out)
     else:
-        manifest = RunManifest(config=cfg, lms=lm_config.ids(), seed=seed, domain=domain,
-                               data_dir=str(data) if data else None)
         store = RunStore.create(out, manifest)
     console.print(f"[bold]synth[/] {domain}: {streams} streams x {rounds} rounds x {per_round} tasks, "
                   f"{episodes} episode(s) per task; LMs {sorted(set(lm_config.ids().values()))}")
@@ -116,6 +123,25 @@ def synth(
     if result.accepted_dialogues == 0:
         console.print("[red]nothing was accepted[/] — see the rejection reasons per stage above")
         raise typer.Exit(2)
+
+
+def _check_resume(out: Path, wanted: RunManifest, force: bool) -> None:
+    """Refuse (exit 2) to resume a run made with other settings, naming each difference, unless ``force``.
+
+    Why: the stored records were made with the stored settings; continuing with another seed, size,
+    domain or LM would mix two runs under one manifest and skip or redo the wrong work.
+    """
+    from eigendspy.engine.store.resume_check import manifest_differences
+    from eigendspy.engine.store.store import RunManifest
+
+    stored = RunManifest.model_validate_json((out / "manifest.json").read_text(encoding="utf-8"))
+    diffs = manifest_differences(stored, wanted)
+    if diffs and not force:
+        typer.echo(f"error: --resume: {out} was made with other settings ({'; '.join(diffs)}); "
+                   "rerun with the stored settings or pass --force", err=True)
+        raise typer.Exit(2)
+    if diffs:
+        console.print(f"[yellow]--force[/]: resuming despite {'; '.join(diffs)}; the stored manifest is kept")
 
 
 def demo_synth(
@@ -195,6 +221,7 @@ def _print_inspect(run: Path) -> None:
             console.print(f"  [yellow]{reason.count:4d}x[/] {reason.reason[:150]}")
         if ks.blame:
             console.print(f"  blame: {dict(ks.blame)}")
+    _print_skipped(summary.corrupt, "inspect")
     calls = summary.usage.calls
     if calls:
         console.print("LM calls per role: " + ", ".join(f"{r} {c}" for r, c in sorted(calls.items())))
@@ -218,6 +245,19 @@ def export_cmd(
     domain = get_domain(manifest.domain, data_dir=manifest.data_dir)
     result = export_run(run, {manifest.domain: domain}, to)
     console.print(f"exported to {result.out_dir}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))
+    _print_skipped(result.skipped, "export")
+
+
+def _print_skipped(bad_lines: list[str], what: str, shown: int = 20) -> None:
+    """Say which stored lines were left out (bad UTF-8, JSON, checksum or schema), so none is lost unseen."""
+    if not bad_lines:
+        return
+    console.print(f"[red]{what} skipped {len(bad_lines)} bad stored line(s)[/] (a resumed run redoes their work):",
+                  markup=True)
+    for line in bad_lines[:shown]:
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    if len(bad_lines) > shown:
+        console.print(f"  ... and {len(bad_lines) - shown} more")
 
 
 @model_app.command("fetch")

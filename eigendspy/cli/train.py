@@ -7,7 +7,7 @@ Multi-GPU: run the same command under ``accelerate launch --config_file configs/
 -m eigendspy.cli train ...``; only the main process prints and writes.
 
 Adding a trainer (e.g. ``grpo``): load its config with `_load`, run it, and hand the result
-model to `report_result`; errors a user can fix (`USER_ERRORS`) become one red line.
+model to `report_result`; errors a user can fix (`USER_ERRORS`) become one red line on stderr (exit 2).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
+from eigendspy.cli.errors import print_error
 from eigendspy.train.config_io import ConfigError, load_config
 from eigendspy.train.grpo.filtering import GroupsLost
 from eigendspy.train.grpo.rollout import TooManyInfraErrors
@@ -102,7 +103,7 @@ def _run_sft(config: Path, overrides: dict[str, Any]) -> None:
             console.print(f"[bold]SFT ({run.side})[/]: {run.model} on {source} -> {run.output_dir}")
         result = train_sft(run)
     except USER_ERRORS as exc:
-        console.print(f"[red]error:[/] {exc}")
+        print_error(str(exc))
         raise typer.Exit(2) from exc
     report_result(result, run.output_dir, f"SFT ({run.side})")
 
@@ -143,7 +144,7 @@ def grpo_cmd(config: ConfigOpt, max_steps: MaxStepsOpt = None, output_dir: Outpu
                           f"-> {run.output_dir}")
         result = train_grpo(run)
     except USER_ERRORS as exc:
-        console.print(f"[red]error:[/] {exc}")
+        print_error(str(exc))
         raise typer.Exit(2) from exc
     report_result(result, Path(run.output_dir), "GRPO")
 

@@ -220,6 +220,8 @@ class Environment:
         unexpected = [k for k in args if k in spec.injected or k == spec.db_param]
         if unexpected:
             raise TypeError(f"{spec.name}() got an unexpected keyword argument '{unexpected[0]}'")
+        if isinstance(spec, ToolSpec):
+            spec.check_arguments(args)
         return self._call(spec, state, args, render=to_tool_content)
 
     def _call(self, spec: ToolSpec | EnvFunction, state: DBState, kwargs: dict[str, Any],

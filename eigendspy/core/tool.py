@@ -157,11 +157,107 @@ class ToolSpec:
             },
         }
 
+    def check_arguments(self, args: dict[str, Any]) -> None:
+        """Refuse an argument value of the wrong JSON kind before the tool runs; values are not changed.
+
+        Why: a model-written value of the wrong kind (a bool where a str is declared, a string
+        where a list is) must be a tool error, never a DB row that later fails to load, and a
+        string must never be iterated where a list is expected. Only the kind is checked, against
+        the tool's own schema (one level into list items), because tau2 checks nothing and its
+        row models coerce: a literal/enum parameter takes any string (mock ``update_task_status``
+        stores ``bogus``), any number or numeric-looking string is accepted where a number is
+        declared (airline ``send_certificate`` with ``amount=12.5`` or ``"300"``), a number is
+        accepted where a string is (retail ``find_user_id_by_name_zip`` with ``zip=12345`` just
+        finds no user; a row model taking it still refuses it), ``null`` is
+        accepted where the default is None (mock ``create_task``), and nested objects are left
+        to the tool's models. The tool receives the original values, as in tau2. A missing or
+        unknown argument is left to the call itself, so its error text stays Python's.
+
+        Raises:
+            TypeError: Names the argument, the kind given and the kinds accepted.
+        """
+        schema = self.parameters_schema
+        defs = schema.get("$defs", {})
+        for name, value in args.items():
+            prop = schema.get("properties", {}).get(name)
+            if prop is None or (value is None and self.args_model.model_fields[name].default is None):
+                continue
+            problem = json_kind_problem(value, prop, defs)
+            if problem:
+                raise TypeError(f"argument '{name}' of {self.name}(): {problem}")
+
     def __call__(self, db: Any, **kwargs: Any) -> Any:
         return self.fn(db, **kwargs)
 
     def __repr__(self) -> str:
         return f"ToolSpec({self.name!r}, kind={self.kind.value})"
+
+
+_KIND_OF: dict[type, str] = {
+    type(None): "null",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+}
+_ALSO_ACCEPTED = {
+    "integer": {"number", "string"},
+    "number": {"integer", "string"},
+    "string": {"integer", "number"},
+}
+"""Declared kind -> further JSON kinds accepted, as tau2's pydantic row models coerce them."""
+
+
+def json_kind_problem(value: Any, schema: dict[str, Any], defs: dict[str, Any]) -> str | None:
+    """Why ``value``'s JSON kind does not fit ``schema`` (None when it does or cannot be told).
+
+    List items are checked one level deep, against kinds computed once: linear in the list.
+    """
+    problem = _kind_problem(value, _schema_kinds(schema, defs))
+    items = _resolve(schema, defs).get("items")
+    if problem or not isinstance(value, list) or not isinstance(items, dict):
+        return problem
+    item_kinds = _schema_kinds(items, defs)
+    for index, item in enumerate(value):
+        problem = _kind_problem(item, item_kinds)
+        if problem:
+            return f"item {index}: {problem}"
+    return None
+
+
+def _kind_problem(value: Any, kinds: set[str] | None) -> str | None:
+    kind = _KIND_OF.get(type(value))
+    if kinds is None or kind is None or kind in kinds:
+        return None
+    if any(kind in _ALSO_ACCEPTED.get(k, ()) for k in kinds):
+        return None
+    return f"expected {' or '.join(sorted(kinds))}, got {kind}"
+
+
+def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    return defs.get(ref.rsplit("/", 1)[-1], {}) if isinstance(ref, str) else schema
+
+
+def _schema_kinds(schema: dict[str, Any], defs: dict[str, Any]) -> set[str] | None:
+    """The JSON kinds a schema allows at its top level; None when it allows anything."""
+    schema = _resolve(schema, defs)
+    if "anyOf" in schema:
+        kinds: set[str] = set()
+        for option in schema["anyOf"]:
+            option_kinds = _schema_kinds(option, defs)
+            if option_kinds is None:
+                return None
+            kinds |= option_kinds
+        return kinds
+    if isinstance(schema.get("type"), str):
+        return {schema["type"]}
+    values = schema.get("enum", [schema["const"]] if "const" in schema else None)
+    if values:
+        return {_KIND_OF.get(type(v), "string") for v in values}
+    return None
 
 
 def tool(

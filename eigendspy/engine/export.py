@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, Features, Json, List, Value
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from eigendspy.core.domain import Domain
 from eigendspy.core.records import DialogueRecord, TaskRecord
@@ -198,6 +198,7 @@ class ExportResult(BaseModel):
     paths: dict[str, Path]
     counts: dict[str, int]
     card: DatasetCard
+    skipped: list[str] = Field(default_factory=list, description="Bad stored lines left out: file, line, reason")
 
 
 def _provenance(domains: DomainSource, names: set[str]) -> dict[str, dict[str, Any]]:
@@ -305,7 +306,9 @@ def export_run(
     """`export_all` over a run directory's records (default output: ``<run_dir>/export``).
 
     Records are read as in `read_records`. The run id is ``card_extra["run_id"]``, else the manifest's
-    ``run_id``, else the folder name.
+    ``run_id``, else the folder name. Stored lines the store rejected (not UTF-8, not JSON, failing
+    their checksum or schema) are left out and listed in ``skipped``, so a damaged line never stops
+    an export nor enters a dataset unnoticed.
 
     Raises:
         FileNotFoundError: if ``run_dir`` has no ``manifest.json`` (it is not a run directory).
@@ -314,8 +317,12 @@ def export_run(
     with RunStore.open(run_dir, read_only=True) as store:
         tasks, dialogues = list(store.task_records()), list(store.dialogue_records())
         run_id = store.manifest.run_id or run_dir.name
+        skipped = store.corruption_report()
     extra = {"run_id": run_id, **(card_extra or {})}
-    return export_all(tasks, dialogues, domains, out_dir or run_dir / "export", card_extra=extra)
+    result = export_all(tasks, dialogues, domains, out_dir or run_dir / "export", card_extra=extra)
+    for line in skipped:
+        logger.warning("export skipped %s", line)
+    return result.model_copy(update={"skipped": skipped})
 
 
 __all__ = [

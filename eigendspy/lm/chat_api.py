@@ -34,18 +34,22 @@ class ChatAPIParticipant:
         max_tokens: Per-turn token limit (None: the provider's default).
         api_base: Endpoint of an OpenAI-compatible server.
         instructions: Replaces the default agent instructions (an evolved instruction artifact).
-        completion_kwargs: Extra keyword arguments for ``litellm.acompletion`` (e.g. ``mock_response``).
+        timeout: Seconds to wait for the whole answer (LiteLLM's own default is 600 s, long enough
+            for a hung server to stall an evaluation for minutes per turn).
+        completion_kwargs: Extra keyword arguments for ``litellm.acompletion`` (e.g. ``mock_response``);
+            they win over the arguments above.
     """
 
     def __init__(self, model: str, *, side: Literal["assistant", "user"] = "assistant", temperature: float = 0.0,
                  max_tokens: int | None = None, api_base: str | None = None, instructions: str | None = None,
-                 num_retries: int = 3, completion_kwargs: dict[str, Any] | None = None) -> None:
+                 num_retries: int = 3, timeout: float = 60.0,
+                 completion_kwargs: dict[str, Any] | None = None) -> None:
         if not model or "/" not in model:
             raise ValueError(f"expected a LiteLLM model id such as 'openai/gpt-4.1-mini'; got {model!r}")
         self.model = model
         self.side = side
         self.instructions = instructions
-        self.kwargs: dict[str, Any] = {"temperature": temperature, "num_retries": num_retries,
+        self.kwargs: dict[str, Any] = {"temperature": temperature, "num_retries": num_retries, "timeout": timeout,
                                        **({"max_tokens": max_tokens} if max_tokens else {}),
                                        **({"api_base": api_base} if api_base else {}), **(completion_kwargs or {})}
 

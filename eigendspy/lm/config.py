@@ -16,7 +16,13 @@ assistant = { model = "vllm-server/Qwen/Qwen2.5-7B-Instruct", api_base = "http:/
 ``vllm-server/<model>`` is a vLLM (or any OpenAI-compatible) server with **native tool calls**:
 DSPy 3.4.1 treats ``hosted_vllm/`` as having no function calling and refuses to re-register the
 ``hosted_vllm``/``vllm`` providers, so eigendspy registers its own provider id with the vLLM wire
-compatibility and ``function_calling=True`` (see `vllm_lm`).
+compatibility and ``function_calling=True`` (see `vllm_lm`). It needs no API key: a key-less
+local server gets the placeholder ``EMPTY`` unless the entry sets ``api_key``.
+
+Every remote role LM is bounded in time (``timeout_s`` for each read/write, 60 s by default, and
+``connect_timeout_s``, 10 s): DSPy's own default waits up to 600 s on a hung server. Building the
+LMs also makes DSPy's response cache endpoint-keyed (`eigendspy.lm.cache`), so an answer cached
+from one server is never replayed for another.
 """
 
 from __future__ import annotations
@@ -29,14 +35,24 @@ from typing import Any
 import dspy
 from pydantic import BaseModel, ConfigDict, Field
 
+from eigendspy.lm.cache import install_endpoint_cache
+
 VLLM_PREFIX = "vllm-server/"
 VLLM_PROVIDER = "eigendspy_vllm"
 ROLES = ("planner", "generator", "task_validator", "user", "assistant", "trajectory_validator", "reflector")
 LOCAL = "local"
+#: The key sent to a key-less local server (what vLLM's own examples use).
+PLACEHOLDER_KEY = "EMPTY"
+#: DSPy's native engine connects within this many seconds unless told otherwise (lm15's default).
+NATIVE_CONNECT_TIMEOUT_S = 10.0
 
 
 class LMSpec(BaseModel):
-    """One LM: a LiteLLM model id (or ``local``) and keyword arguments for ``dspy.LM``."""
+    """One LM: a LiteLLM model id (or ``local``) and keyword arguments for ``dspy.LM``.
+
+    ``timeout_s`` bounds each wait for the server (the next byte of the reply, the send);
+    ``connect_timeout_s`` bounds connecting. Neither applies to ``local``.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -45,6 +61,8 @@ class LMSpec(BaseModel):
     max_tokens: int | None = None
     api_base: str | None = None
     cache: bool = True
+    timeout_s: float = Field(default=60.0, gt=0)
+    connect_timeout_s: float = Field(default=NATIVE_CONNECT_TIMEOUT_S, gt=0)
 
     def kwargs(self) -> dict[str, Any]:
         extra = dict(self.model_extra or {})
@@ -52,7 +70,21 @@ class LMSpec(BaseModel):
             value = getattr(self, key)
             if value is not None:
                 extra[key] = value
+        extra.setdefault("timeout", self.timeout())
         return extra
+
+    def timeout(self) -> Any:
+        """The ``timeout`` for ``dspy.LM``: a plain number while connecting keeps the engine's default.
+
+        A number keeps the LM's saved state JSON (``Module.save``); only a non-default connect
+        timeout needs an ``httpx.Timeout``, which every DSPy engine honours part by part but DSPy
+        cannot write to JSON: a program saved with such an LM set fails to save (known limit).
+        """
+        if self.connect_timeout_s == NATIVE_CONNECT_TIMEOUT_S:
+            return self.timeout_s
+        import httpx
+
+        return httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s)
 
 
 class RoleLMConfig(BaseModel):
@@ -99,13 +131,16 @@ def vllm_lm(model: str, api_base: str, **kwargs: Any) -> dspy.LM:
     # The provider is declared once with the vLLM preset's default address; each LM's own api_base
     # (honoured by DSPy's native route) points it at the real server.
     definition = ProviderDefinition.chat(
-        AccessPolicy(provider=VLLM_PROVIDER, env_keys=(), base_url="http://localhost:8000/v1"), compat="vllm")
+        AccessPolicy(provider=VLLM_PROVIDER, env_keys=(), base_url="http://localhost:8000/v1"), compat="vllm",
+        placeholder_key=PLACEHOLDER_KEY)
     registered = register_provider(definition, supports=ModelSupport(function_calling=True))
+    kwargs.setdefault("api_key", PLACEHOLDER_KEY)  # a key-less server; an explicit api_key wins
     return dspy.LM(f"{registered.id}/{model}", api_base=api_base, **kwargs)
 
 
 def build_role_lms(config: RoleLMConfig, local_factory: Callable[[], dspy.LM] | None = None) -> dict[str, dspy.LM]:
     """One ``dspy.LM`` per role; identical specs share one LM object (and one local model)."""
+    install_endpoint_cache()
     built: dict[str, dspy.LM] = {}
     out: dict[str, dspy.LM] = {}
     for role in ROLES:

@@ -3,7 +3,8 @@
 Why: a synthesis run makes thousands of LM calls; one timeout, rate limit or unparsable answer
 must cost a retry, not the run — and after the retries, the item is recorded as rejected with
 that reason. But an LM that is simply unreachable must stop the run early with one clear message
-instead of "rejecting" every remaining item.
+instead of "rejecting" every remaining item. Each attempt forgets the cached answers it used when it
+fails (`eigendspy.lm.cache.discard_on_failure`), so a retry is a fresh question, not a replay.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+from eigendspy.lm.cache import discard_on_failure
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,7 +91,8 @@ async def call_with_retries(
         if breaker is not None:
             breaker.check()
         try:
-            result = await fn()
+            with discard_on_failure():  # a retry asks the model again instead of replaying the bad answer
+                result = await fn()
         except (LMUnavailableError, asyncio.CancelledError):
             raise
         except Exception as exc:  # every LM failure mode is retried the same way

@@ -117,3 +117,46 @@ def test_synth_with_a_wrong_compiled_path_names_the_option(tmp_path, monkeypatch
         result = runner.invoke(app, ["synth", "--out", str(tmp_path / "run"), "--compiled", str(bad)])
         assert result.exit_code == 2 and "--compiled" in result.output and "no compiled role" in result.output
         assert not (tmp_path / "run").exists()
+
+
+def _scripted_roles(monkeypatch):
+    from eigendspy.lm import config as lm_config
+    from eigendspy.testing import roles as sr
+    from eigendspy.testing.lm import scripted_lm
+
+    policies = {"planner": sr.planner, "generator": sr.generator, "task_validator": sr.task_judge,
+                "user": sr.user, "assistant": sr.assistant, "trajectory_validator": sr.trajectory_judge,
+                "reflector": sr.reflector}
+    monkeypatch.setattr(lm_config, "build_role_lms", lambda cfg: {r: scripted_lm(p) for r, p in policies.items()})
+
+
+def test_resume_with_other_settings_is_refused_unless_forced(tmp_path, monkeypatch):
+    _scripted_roles(monkeypatch)
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["synth", "--n", "2", "--out", str(out)]).exit_code == 0
+    manifest = (out / "manifest.json").read_bytes()
+    result = runner.invoke(app, ["synth", "--n", "3", "--seed", "5", "--out", str(out), "--resume"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "seed: 0 -> 5" in result.output and "n: 2 -> 3" in result.output and "--force" in result.output
+    assert (out / "manifest.json").read_bytes() == manifest  # refused before anything was written
+    result = runner.invoke(app, ["synth", "--n", "2", "--out", str(out), "--resume", "--concurrency", "3"])
+    assert result.exit_code == 0, result.output  # same settings (concurrency only changes speed)
+    result = runner.invoke(app, ["synth", "--n", "3", "--seed", "5", "--out", str(out), "--resume", "--force"])
+    assert result.exit_code == 0 and "--force" in result.output
+
+
+def test_n_must_be_at_least_one(tmp_path):
+    result = runner.invoke(app, ["synth", "--n", "0", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and not (tmp_path / "run").exists()
+
+
+def test_inspect_and_export_say_what_they_skipped(tmp_path, monkeypatch):
+    _scripted_roles(monkeypatch)
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["synth", "--n", "2", "--out", str(out)]).exit_code == 0
+    path = out / "dialogues.jsonl"
+    path.write_bytes(b"\xff\xfe not a record\n" + path.read_bytes())
+    for args in (["inspect", str(out)], ["export", str(out), "--to", str(tmp_path / "data")]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert "skipped 1 bad stored line" in result.output and f"{path} line 1: not UTF-8" in result.output

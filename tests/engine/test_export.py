@@ -245,6 +245,22 @@ def test_export_reads_exactly_what_the_store_reads(domain, dialogues, task_recor
     assert export_run(run, {"mock": domain}, tmp_path / "after").counts == result.counts
 
 
+def test_export_skips_and_names_bad_lines(domain, dialogues, task_records, tmp_path):
+    """A non-UTF-8 byte and a schema-valid flip (a rejected dialogue marked accepted): neither crashes nor leaks."""
+    run = _run_dir(tmp_path / "run", task_records, dialogues)
+    path = run / "dialogues.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert [json.loads(x)["work_key"] for x in lines][3] == "d:impossible_task_1"
+    lines[0] = lines[0].replace(b'"d:update_task_1"', b'"d:update_task_\xff"')
+    lines[3] = lines[3].replace(b'"accepted": false', b'"accepted": true')
+    path.write_bytes(b"".join(lines))
+    result = export_run(run, {"mock": domain})
+    assert [s.split(": ", 1)[0] for s in result.skipped] == [f"{path} line 1", f"{path} line 4"]
+    assert "not UTF-8" in result.skipped[0] and "checksum" in result.skipped[1]
+    assert load_from_disk(str(result.paths["sft_agent"]))["work_key"] == ["d:create_task_1", "d:device"]
+    assert result.card.dialogues_total == 2
+
+
 # -- the chat template and TRL ---------------------------------------------------------------------
 
 

@@ -7,6 +7,8 @@ raise `ToolError` with tau2-bench's exact messages ("Order not found", ...).
 
 from __future__ import annotations
 
+from collections import Counter
+
 from eigendspy.core.domain import ToolError, tool
 from eigendspy.domains.retail.db import CreditCard, GiftCard, Order, Paypal, Product, RetailDB, User, Variant
 
@@ -44,10 +46,26 @@ def lookup_payment_method(user: User, payment_method_id: str) -> CreditCard | Pa
     return method
 
 
+def require_id_list(name: str, value: object) -> list[str]:
+    """Refuse an id list that is not a JSON list of strings, before any work depends on its length.
+
+    Why: tau2 would iterate a string character by character (and any other value in its own
+    way); a model-written argument must cost at most linear work and never reach a DB row with
+    the wrong type. No tau2 probe passes such a value, so refusing it keeps parity.
+    """
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ToolError(f"{name} must be a list of item id strings")
+    return value
+
+
 def missing_items(order: Order, item_ids: list[str]) -> list[str]:
-    """Requested item ids that occur in the order fewer times than requested (in request order)."""
-    in_order = [item.item_id for item in order.items]
-    return [item_id for item_id in item_ids if item_ids.count(item_id) > in_order.count(item_id)]
+    """Requested item ids that occur in the order fewer times than requested (in request order).
+
+    Counted once each (linear), not with ``list.count`` per element: the list is model-written.
+    """
+    requested = Counter(item_ids)
+    in_order = Counter(item.item_id for item in order.items)
+    return [item_id for item_id in item_ids if requested[item_id] > in_order[item_id]]
 
 
 def credit_gift_card(method: object, amount: float) -> None:

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
@@ -34,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eigendspy.core.records import DialogueRecord, TaskRecord
 from eigendspy.engine.store.files import atomic_write_text, eigendspy_version, fsync_dir, package_versions  # noqa: F401 (re-export)
+from eigendspy.engine.store.integrity import BadLine, CorruptLine, decode_record, encode_record
 from eigendspy.engine.store.summary import KindSummary, PlanYield, ReasonCount, RunSummary, summarize  # noqa: F401 (re-export)
 
 try:  # POSIX only; elsewhere a run dir is simply not protected against a second writer.
@@ -118,7 +118,7 @@ class RunStore:
         self.max_shard_bytes = max_shard_bytes
         self.fsync = fsync
         self.read_only = read_only
-        self.corrupt_lines = 0
+        self.corrupt: list[CorruptLine] = []
         self._lock = threading.Lock()
         self._lock_fd: int | None = None
         self._fds: dict[str, int] = {}
@@ -197,6 +197,15 @@ class RunStore:
                 os.close(self._lock_fd)  # closing the descriptor releases the flock
                 self._lock_fd = None
 
+    @property
+    def corrupt_lines(self) -> int:
+        """How many stored lines failed UTF-8, JSON, checksum or schema when the run was opened."""
+        return len(self.corrupt)
+
+    def corruption_report(self) -> list[str]:
+        """One line per bad stored line (file, line number, reason): what readers skipped."""
+        return [str(c) for c in self.corrupt]
+
     def __enter__(self) -> RunStore:
         return self
 
@@ -207,7 +216,7 @@ class RunStore:
         """Store ``record`` durably; False (and nothing written) if its (kind, work_key) is already stored."""
         self._check_writable()
         kind = record.kind
-        line = (record.model_dump_json() + "\n").encode("utf-8")  # serialize outside the lock
+        line = encode_record(record)  # serialize and checksum outside the lock
         with self._lock:
             if record.work_key in self._keys[kind]:
                 return False
@@ -245,8 +254,9 @@ class RunStore:
     def iter_records(self, kind: RecordKind, accepted: bool | None = None) -> Iterator[Record]:
         """Parse stored records of ``kind`` in write order, optionally only accepted (True) or rejected (False).
 
-        A torn tail (a line being written, or left by a kill in read-only mode) and unparseable
-        lines are skipped; the first record of a work key wins, so readers never see duplicates.
+        A torn tail (a line being written, or left by a kill in read-only mode) and bad lines (not
+        UTF-8, not JSON, checksum or schema failing: see ``corrupt``) are skipped; the first valid
+        record of a work key wins, so readers never see duplicates.
         """
         _check_kind(kind)
         model, seen = _MODELS[kind], set()
@@ -256,8 +266,8 @@ class RunStore:
                     if not line.endswith(b"\n"):
                         break
                     try:
-                        record = model.model_validate_json(line)
-                    except ValueError:
+                        record = decode_record(line, model)
+                    except BadLine:
                         continue  # counted and logged when the store was opened
                     if record.work_key in seen:
                         continue
@@ -287,7 +297,8 @@ class RunStore:
     def summary(self, top_n: int = 20) -> RunSummary:
         """Counts per kind and stage, top rejection reasons, blame, usage per role and yield per plan."""
         records = {kind: self.iter_records(kind) for kind in KINDS}
-        return summarize(records, run_id=self.manifest.run_id, top_n=top_n, corrupt_lines=self.corrupt_lines)
+        return summarize(records, run_id=self.manifest.run_id, top_n=top_n, corrupt_lines=self.corrupt_lines,
+                         corrupt=self.corruption_report())
 
     def write_summary(self, top_n: int = 20) -> Path:
         """Atomically write ``summary.json`` and return its path."""
@@ -315,8 +326,11 @@ class RunStore:
 
         A trailing partial line (no final newline) is the only damage a killed append can leave:
         it was never acknowledged, so removing it loses nothing and lets the next line start clean.
+        Every other line is fully checked (`decode_record`); a bad one is reported in ``corrupt``
+        and its work key is not counted as done, so a resumed run redoes that work.
         """
         paths = self.shards(kind)  # type: ignore[arg-type]
+        model = _MODELS[kind]
         for path in paths:
             good = torn = 0
             with open(path, "rb") as f:
@@ -326,10 +340,10 @@ class RunStore:
                         break
                     good += len(line)
                     try:
-                        key = json.loads(line)["work_key"]
-                    except (ValueError, KeyError, TypeError):
-                        self.corrupt_lines += 1
-                        logger.warning("%s line %d is not a valid record; skipped", path, n)
+                        key = decode_record(line, model).work_key
+                    except BadLine as exc:
+                        self.corrupt.append(CorruptLine(path, n, exc.reason))
+                        logger.warning("%s line %d is not a valid record (%s); skipped", path, n, exc.reason)
                         continue
                     if key in self._keys[kind]:
                         logger.warning("%s line %d repeats work_key %r; the first one wins", path, n, key)

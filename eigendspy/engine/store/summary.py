@@ -53,6 +53,7 @@ class RunSummary(BaseModel):
     usage: Usage = Field(description="LM usage over all records, per role")
     plans: dict[str, PlanYield]
     corrupt_lines: int = 0
+    corrupt: list[str] = Field(default_factory=list, description="Each bad stored line: file, line, reason")
 
 
 def summarize(
@@ -61,6 +62,7 @@ def summarize(
     run_id: str,
     top_n: int = 20,
     corrupt_lines: int = 0,
+    corrupt: list[str] | None = None,
 ) -> RunSummary:
     """Summarize records given per kind (``{"task": ..., "dialogue": ...}``, read in that order).
 
@@ -95,4 +97,5 @@ def summarize(
         ks.top_reasons = [ReasonCount(reason=r, count=c) for r, c in reasons.most_common(top_n)]
         total.merge(ks.usage)
         kinds[kind] = ks
-    return RunSummary(run_id=run_id, kinds=kinds, usage=total, plans=plans, corrupt_lines=corrupt_lines)
+    return RunSummary(run_id=run_id, kinds=kinds, usage=total, plans=plans, corrupt_lines=corrupt_lines,
+                      corrupt=list(corrupt or []))

@@ -30,6 +30,7 @@ except ImportError:  # not POSIX: the child runs without rlimits, still under th
 
 _CHILD = r"""
 import ast, builtins, json, sys
+import unicodedata  # the parser needs it for any non-ASCII identifier; loaded before files are capped
 payload = json.loads(sys.stdin.read())
 try:
     import resource
@@ -56,8 +57,11 @@ try:
     passed = bool(value)
     def jsonable(obj):
         return sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else repr(obj)
+    sys.setrecursionlimit(MAX_RESULT_DEPTH)  # the parent must be able to decode what we send
     try:
         text = json.dumps({"passed": passed, "value": value}, default=jsonable)
+    except RecursionError:
+        text = json.dumps({"error_type": "ValueError", "error": "the result is nested too deeply to return"})
     except Exception:
         text = json.dumps({"passed": passed, "value": repr(value)[:10000]})
     if len(text) > 1000000:
@@ -75,6 +79,9 @@ except BaseException as exc:
     sys.stdout.write(json.dumps({"error_type": type(exc).__name__, "error": detail}))
     sys.stdout.flush()
 """
+
+MAX_RESULT_DEPTH = 200
+"""Deepest result the child returns; the parent decodes it with plenty of recursion to spare."""
 
 
 def _limit_child(memory_bytes: int, cpu_seconds: int) -> None:
@@ -118,12 +125,12 @@ def evaluate_in_subprocess(
     """
     try:
         payload = json.dumps({"expr": expr, "variables": dict(variables)})
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         return PredicateResult(passed=False, error=f"variables are not JSON-serialisable: {exc}")
     cpu_seconds = math.ceil(timeout_s) + 1
     try:
         proc = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", _CHILD],
+            [sys.executable, "-I", "-S", "-c", f"MAX_RESULT_DEPTH = {MAX_RESULT_DEPTH}\n{_CHILD}"],
             input=payload,
             capture_output=True,
             text=True,
@@ -149,13 +156,17 @@ def evaluate_in_subprocess(
         return PredicateResult(passed=False, error=f"the sandbox subprocess was killed by signal {name}")
     try:
         result = json.loads(proc.stdout)
+    except RecursionError:  # only if the child's own depth cap failed: still never raise
+        return PredicateResult(passed=False, error="the sandbox result is nested too deeply to decode")
     except ValueError:
         if "MemoryError" in proc.stderr:
             return PredicateResult(passed=False, error=memory_error)
         tail = proc.stderr.strip()[-500:]
         return PredicateResult(passed=False, error=f"sandbox subprocess failed ({proc.returncode}): {tail}")
+    if not isinstance(result, dict) or not ({"error_type", "passed"} & result.keys()):
+        return PredicateResult(passed=False, error="the sandbox subprocess returned a malformed result")
     if "error_type" in result:
         if result["error_type"] == "MemoryError":
             return PredicateResult(passed=False, error=memory_error)
         return PredicateResult(passed=False, error=f"{result['error_type']}: {result['error']}")
-    return PredicateResult(passed=bool(result["passed"]), value=result["value"])
+    return PredicateResult(passed=bool(result["passed"]), value=result.get("value"))
