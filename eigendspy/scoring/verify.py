@@ -19,7 +19,7 @@ from eigendspy.core.environment import Environment
 from eigendspy.core.oracle import build_trajectory
 from eigendspy.core.task import Action, Task
 from eigendspy.scoring.checker import Checker
-from eigendspy.scoring.results import CheckResult, is_success
+from eigendspy.scoring.results import is_success
 
 if TYPE_CHECKING:
     from eigendspy.core.domain import Domain
@@ -112,17 +112,6 @@ def mutants(task: Task, is_write: Any) -> Iterable[tuple[str, int, str, list[Act
                 continue
             changed = action.model_copy(update={"arguments": {**action.arguments, arg: altered}})
             yield "alter", i, f"{action.name} #{i}: {arg}={value!r} -> {altered!r}", gold[:i] + [changed] + gold[i + 1:]
-
-
-def replay_gold(domain: Domain, task: Task, checker: Checker | None = None) -> CheckResult:
-    """Score the task's gold solution, replayed in a fresh environment of ``domain``, with ``checker``.
-
-    The cheapest check that a task still means what it meant when it was made: if the gold
-    actions fail or no longer earn the reward here, the domain's world is not the task's.
-    """
-    checker = checker or Checker.for_reward(domain, task)
-    env = Environment.for_task(domain, task, tau2_compat=checker.tau2_compat)
-    return checker.score(build_trajectory(task, env, task.gold_actions))
 
 
 def verify_checker(domain: Domain, task: Task, checker: Checker | None = None) -> VerificationReport:
