@@ -122,7 +122,7 @@ def verify(domain: DomainOpt, data: DataOpt = None, split: SplitOpt = None,
     text = summary.to_markdown()
     console.print(text)
     console.print(f"null policy passes: {summary.null_passing_tasks}")
-    console.print(f"unverified (gold fails or mutants survive): {summary.unverified_tasks}")
+    console.print(f"unverified (gold fails, names an unknown tool, or mutants survive): {summary.unverified_tasks}")
     if out:
         out.write_text(text + "\n")
 

@@ -21,6 +21,7 @@ from typing import NoReturn
 import typer
 from pydantic import ValidationError
 
+from eigendspy.engine.store.manifest import ManifestError, ManifestMissingError, RunExistsError
 from eigendspy.lm.resilience import LMUnavailableError
 
 USAGE = 2
@@ -94,6 +95,16 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return exc.format_message() + hint, getattr(exc, "exit_code", USAGE) or FAILURE
     if isinstance(exc, LMUnavailableError):
         return str(exc), FAILURE
+    if isinstance(exc, RunExistsError):  # the store says "resume"; the CLI user has the flags
+        return f"{exc.path} is not empty; use --resume to continue the run stored there or choose another --out", USAGE
+    if isinstance(exc, ManifestMissingError):
+        if exc.has_records:
+            return (f"{exc.path} not found: {exc.root} holds a run's records but no manifest; restore it from a copy "
+                    "of the run, or synthesize again with another --out", USAGE)
+        return f"{exc.path} not found: {exc.root} is not a run directory; give a directory that synth wrote", USAGE
+    if isinstance(exc, ManifestError):
+        return (f"{exc.path}: {exc.reason}; restore it from a copy of the run, or synthesize again with another "
+                "--out", USAGE)
     if isinstance(exc, UnicodeDecodeError):
         return (f"{_where(exc)}not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
                 "save the file as UTF-8", USAGE)
@@ -109,11 +120,9 @@ def describe(exc: BaseException) -> tuple[str, int]:
         if " " not in text:  # a bare missing key: a required field absent from an input file
             text = f"{_where(exc)}missing required field {text!r}"
         return text, USAGE
-    if isinstance(exc, FileExistsError):  # the store names its keyword; the CLI user has the flag
-        return str(exc).replace("resume=True", "--resume"), USAGE
     if isinstance(exc, FileNotFoundError) and exc.filename is not None:
         return f"{exc.filename}: {exc.strerror or 'not found'}; check the path", USAGE
-    if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError | ValueError):
+    if isinstance(exc, FileNotFoundError | FileExistsError | NotADirectoryError | IsADirectoryError | ValueError):
         return str(exc), USAGE
     return f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", FAILURE
 

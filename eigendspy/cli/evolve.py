@@ -50,12 +50,16 @@ def evolve_cmd(
     from eigendspy.agents import Assistant, UserSimulator
     from eigendspy.domains import get_domain
     from eigendspy.lm.config import RoleLMConfig, build_role_lms
+    from eigendspy.lm.preflight import check_role_lms
     from eigendspy.optimizers import AssistantEpisode, UserEpisode, assistant_metric, evolve, user_simulator_metric
 
     if role not in EVOLVABLE:
         raise typer.BadParameter(f"role must be one of {EVOLVABLE} (other roles: use eigendspy.optimizers.evolve)")
     dom = get_domain(domain, data_dir=data)
-    lms = build_role_lms(RoleLMConfig.from_toml(config) if config else RoleLMConfig())
+    lm_config = RoleLMConfig.from_toml(config) if config else RoleLMConfig()
+    # the two roles evolve calls: a missing key fails here, not minutes into the optimizer
+    check_role_lms(lm_config, source=str(config) if config else "the LM config", roles=(role, "reflector"))
+    lms = build_role_lms(lm_config)
     trainset, valset = _examples(dom, n, seed)
     if role == "assistant":
         program, metric = AssistantEpisode(dom, assistant=Assistant(lm=lms["assistant"])), assistant_metric(dom)

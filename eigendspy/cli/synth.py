@@ -19,7 +19,11 @@ from rich.live import Live
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from eigendspy.core.domain import Domain
+    from eigendspy.engine.config import EngineConfig, Roles
+    from eigendspy.engine.engine import EngineResult
     from eigendspy.engine.store.store import RunManifest
+    from eigendspy.lm.config import RoleLMConfig
 
 console = Console()
 model_app = typer.Typer(help="The embedded offline model (SmolLM2-135M-Instruct from a PyPI wheel).")
@@ -68,16 +72,25 @@ def synth(
     """Synthesize verified tasks and accepted dialogues into a resumable run directory."""
     from eigendspy.domains import get_domain
     from eigendspy.engine.config import EngineConfig, Roles
-    from eigendspy.engine.engine import DataEngine
-    from eigendspy.engine.store.store import RunManifest, RunStore
+    from eigendspy.engine.store.store import RunExistsError, RunManifest, holds_run_files
     from eigendspy.lm.config import RoleLMConfig, build_role_lms
+    from eigendspy.lm.preflight import check_role_lms
 
     lm_config = RoleLMConfig.from_toml(config) if config else RoleLMConfig()
+    check_role_lms(lm_config, source=str(config) if config else "the LM config")  # no key, no provider: stop now
     per_round = max(1, math.ceil(n / (streams * rounds)))
     cfg = EngineConfig(domain=domain, data_dir=str(data) if data else None, seed=seed, streams=streams,
                        rounds=rounds, tasks_per_round=per_round, episodes_per_task=episodes, concurrency=concurrency,
                        small_model=small_model, llm_judges=llm_judges)
     dom = get_domain(domain, data_dir=data)
+    manifest = RunManifest(config=cfg, lms=lm_config.ids(), seed=seed, domain=domain,
+                           data_dir=str(data) if data else None, notes={"n": n})
+    # Everything that can refuse the run directory is checked before the LMs load (the local one takes a while).
+    resuming = resume and holds_run_files(out)
+    if resuming:
+        _check_resume(out, manifest, force)
+    elif holds_run_files(out):
+        raise RunExistsError(out)
     roles = Roles.from_lms(build_role_lms(lm_config))
     loaded: list[str] = []
     if compiled is not None:  # before the run directory exists: a wrong path leaves nothing behind
@@ -85,17 +98,33 @@ def synth(
             loaded = roles.load_compiled(compiled)
         except FileNotFoundError as exc:
             raise typer.BadParameter(str(exc), param_hint="--compiled") from exc
-    manifest = RunManifest(config=cfg, lms=lm_config.ids(), seed=seed, domain=domain,
-                           data_dir=str(data) if data else None, notes={"n": n})
-    if resume and (out / "manifest.json").exists():
-        _check_resume(out, manifest, force)
-        store = RunStore.open(out)
-    else:
-        store = RunStore.create(out, manifest)
     console.print(f"[bold]synth[/] {domain}: {streams} streams x {rounds} rounds x {per_round} tasks, "
                   f"{episodes} episode(s) per task; LMs {sorted(set(lm_config.ids().values()))}")
     if loaded:
         console.print(f"compiled roles loaded: {', '.join(loaded)}")
+    result = _run_engine(out, dom, roles, cfg, manifest, resuming, lm_config, ray, compiled)
+    _print_inspect(out)
+    if result.accepted_dialogues == 0:
+        console.print("[red]nothing was accepted[/] — see the rejection reasons per stage above")
+        raise typer.Exit(2)
+
+
+def _run_engine(out: Path, dom: Domain, roles: Roles, cfg: EngineConfig, manifest: RunManifest, resuming: bool,
+                lm_config: RoleLMConfig, ray: str | None, compiled: Path | None) -> EngineResult:
+    """Run the engine into ``out`` with a live yield table.
+
+    A run this call started that fails before storing a record leaves no directory behind
+    (`discard_if_unused`), so the same command can simply be rerun once the cause is fixed; an LM that
+    stays down is reported with the endpoint and timeout of the role that failed last.
+    """
+    from eigendspy.engine.engine import DataEngine
+    from eigendspy.engine.store.discard import discard_if_unused
+    from eigendspy.engine.store.store import RunStore
+    from eigendspy.lm.config import ROLES
+    from eigendspy.lm.resilience import LMUnavailableError
+
+    existed = out.exists()
+    store = RunStore.open(out) if resuming else RunStore.create(out, manifest)
     counter = StageCounter()
     pool = None
     try:
@@ -104,7 +133,7 @@ def synth(
 
             from eigendspy.engine.ray import RayWorkerPool, roles_from_config
 
-            pool = RayWorkerPool.start((domain, str(data) if data else None, {}),  # actors load --compiled too
+            pool = RayWorkerPool.start((cfg.domain, cfg.data_dir, {}),  # actors load --compiled too
                                        functools.partial(roles_from_config, lm_config), cfg, compiled=compiled,
                                        address=ray)
         engine = DataEngine(dom, roles, store, cfg, progress=counter, worker=pool)
@@ -114,15 +143,19 @@ def synth(
                 live.update(counter.table())
 
             engine.progress = tick
-            result = asyncio.run(engine.run())
+            return asyncio.run(engine.run())
+    except BaseException as exc:
+        store.close()
+        if not resuming and discard_if_unused(out, existed=existed):
+            console.print(f"nothing was stored; removed {out} so the same command can run again", style="dim")
+        if isinstance(exc, LMUnavailableError) and exc.role in ROLES:  # name the endpoint and timeout that failed
+            where = lm_config.spec_for(exc.role).where()
+            raise LMUnavailableError(f"{exc} (role {exc.role}: {where})", role=exc.role) from exc
+        raise
     finally:
         store.close()
         if pool is not None:
             pool.shutdown()
-    _print_inspect(out)
-    if result.accepted_dialogues == 0:
-        console.print("[red]nothing was accepted[/] — see the rejection reasons per stage above")
-        raise typer.Exit(2)
 
 
 def _check_resume(out: Path, wanted: RunManifest, force: bool) -> None:
@@ -132,9 +165,9 @@ def _check_resume(out: Path, wanted: RunManifest, force: bool) -> None:
     domain or LM would mix two runs under one manifest and skip or redo the wrong work.
     """
     from eigendspy.engine.store.resume_check import manifest_differences
-    from eigendspy.engine.store.store import RunManifest
+    from eigendspy.engine.store.store import read_manifest
 
-    stored = RunManifest.model_validate_json((out / "manifest.json").read_text(encoding="utf-8"))
+    stored = read_manifest(out)  # a damaged manifest: ManifestError, one line naming the file
     diffs = manifest_differences(stored, wanted)
     if diffs and not force:
         typer.echo(f"error: --resume: {out} was made with other settings ({'; '.join(diffs)}); "
@@ -162,14 +195,17 @@ def demo_synth(
     import dspy
     import torch
 
+    from eigendspy.cli.errors import CLIError
     from eigendspy.domains import get_domain
     from eigendspy.engine.config import EngineConfig, Roles
     from eigendspy.engine.engine import DataEngine
-    from eigendspy.engine.store.store import RunManifest, RunStore
+    from eigendspy.engine.store.store import RunManifest, RunStore, holds_run_files
     from eigendspy.lm.config import ROLES
     from eigendspy.lm.local.engine import local_lm
     from eigendspy.lm.local.fetch import ModelNotFetchedError
 
+    if holds_run_files(out):  # demo-synth has no --resume: say what it can do, before the model loads
+        raise CLIError(f"{out} is not empty; choose another --out or remove that directory")
     try:
         lm = local_lm(max_new_tokens=max_new_tokens, max_string_chars=160, max_array_items=3)
     except ModelNotFetchedError as exc:

@@ -136,7 +136,7 @@ class DataEngine:
                 "planner", lambda: self.roles.planner.acall(domain=self.domain, n=cfg.streams, round=0), usage)
         except CallFailedError as exc:
             raise LMUnavailableError(f"the meta-planner could not produce plans ({exc.reason}); nothing to "
-                                     "synthesize — check the planner's LM") from exc
+                                     "synthesize — check the planner's LM", role="planner") from exc
         plans: list[PlanPair] = list(pred.plans)
         if not plans:
             raise RuntimeError("the meta-planner produced no usable plan; check its LM")

@@ -5,9 +5,10 @@ small-model output schemas that keep a tiny model's answers valid.
 
 from eigendspy.lm.chat_api import ChatAPIParticipant
 from eigendspy.lm.config import LMSpec, RoleLMConfig, build_role_lms, vllm_lm
+from eigendspy.lm.preflight import LMConfigError, check_role_lms
 from eigendspy.lm.resilience import CallFailedError, CircuitBreaker, LMUnavailableError, call_with_retries
 
 __all__ = [
-    "CallFailedError", "ChatAPIParticipant", "CircuitBreaker", "LMSpec", "LMUnavailableError", "RoleLMConfig",
-    "build_role_lms", "call_with_retries", "vllm_lm",
+    "CallFailedError", "ChatAPIParticipant", "CircuitBreaker", "LMConfigError", "LMSpec", "LMUnavailableError",
+    "RoleLMConfig", "build_role_lms", "call_with_retries", "check_role_lms", "vllm_lm",
 ]

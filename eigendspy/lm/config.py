@@ -73,6 +73,13 @@ class LMSpec(BaseModel):
         extra.setdefault("timeout", self.timeout())
         return extra
 
+    def where(self) -> str:
+        """The model, its endpoint and read timeout in words, for error messages about this LM."""
+        if self.model == LOCAL:
+            return "local (the embedded model)"
+        endpoint = f" at {self.api_base}" if self.api_base else ""
+        return f"{self.model}{endpoint}, timeout_s {self.timeout_s:g}"
+
     def timeout(self) -> Any:
         """The ``timeout`` for ``dspy.LM``: a plain number while connecting keeps the engine's default.
 

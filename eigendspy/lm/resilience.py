@@ -22,7 +22,18 @@ T = TypeVar("T")
 
 
 class LMUnavailableError(RuntimeError):
-    """Too many consecutive LM failures: the endpoint is down or misconfigured."""
+    """Too many consecutive LM failures: the endpoint is down or misconfigured.
+
+    ``role`` is the role whose call failed last (None when unknown), so a front end that knows
+    the role's LM settings can name the endpoint and timeout without parsing the message.
+    """
+
+    def __init__(self, message: str, role: str | None = None) -> None:
+        super().__init__(message)
+        self.role = role
+
+    def __reduce__(self) -> tuple[object, ...]:  # keeps ``role`` across processes (Ray workers)
+        return type(self), (str(self), self.role)
 
 
 class CallFailedError(RuntimeError):
@@ -33,11 +44,35 @@ class CallFailedError(RuntimeError):
         self.role = role
         self.reason = reason
 
+    def __reduce__(self) -> tuple[object, ...]:  # the default would call __init__ with the message alone
+        return type(self), (self.role, self.reason)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` or what it was raised from is a timeout (the transports name theirs differently).
+
+    Follows the chain a traceback shows: ``__cause__``, else an unsuppressed ``__context__``.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError) or "Timeout" in type(current).__name__:
+            return True
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return False
+
 
 def describe_failure(exc: BaseException) -> str:
-    """A short, stable reason: the exception type and the first line of its message (or its cause's)."""
+    """A short, stable reason: the exception type and the first line of its message (or its cause's).
+
+    A timeout is said as ``Timeout: <what timed out>``, without the transport's advice on its own
+    settings (DSPy's names a Python class): the fix a user has is ``timeout_s`` in the LM config.
+    """
     root = exc.__cause__ or exc
     text = str(root).strip().splitlines()[0] if str(root).strip() else ""
+    if _is_timeout(exc):
+        return f"Timeout: {text.split(';')[0][:200]}" if text else "Timeout"
     return f"{type(root).__name__}: {text[:200]}" if text else type(root).__name__
 
 
@@ -48,6 +83,7 @@ class CircuitBreaker:
         self.threshold = threshold
         self.consecutive = 0
         self.last_reason = ""
+        self.last_role: str | None = None
 
     def success(self) -> None:
         self.consecutive = 0
@@ -57,17 +93,15 @@ class CircuitBreaker:
         if self.consecutive >= self.threshold:
             raise LMUnavailableError(
                 f"{self.consecutive} LM calls in a row failed (last: {self.last_reason}); check the model id, API "
-                "key and endpoint — stopping instead of rejecting every remaining item"
+                "key and endpoint — stopping instead of rejecting every remaining item",
+                role=self.last_role,
             )
 
-    def failure(self, reason: str) -> None:
+    def failure(self, reason: str, role: str | None = None) -> None:
         self.consecutive += 1
         self.last_reason = reason
-        if self.consecutive >= self.threshold:
-            raise LMUnavailableError(
-                f"{self.consecutive} LM calls in a row failed (last: {reason}); check the model id, API key and "
-                "endpoint — stopping instead of rejecting every remaining item"
-            )
+        self.last_role = role
+        self.check()
 
 
 async def call_with_retries(
@@ -99,7 +133,7 @@ async def call_with_retries(
             reason = describe_failure(exc)
             logger.info("%s call failed (attempt %d/%d): %s", role, attempt + 1, attempts, reason)
             if breaker is not None:
-                breaker.failure(reason)
+                breaker.failure(reason, role)
             if attempt + 1 < attempts:
                 await asyncio.sleep(base_delay * (2**attempt) * (0.5 + rng.random()))
             continue

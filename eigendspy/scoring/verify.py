@@ -49,17 +49,24 @@ class NullOutcome(BaseModel):
 
 
 class VerificationReport(BaseModel):
-    """Outcome of verifying one task's checker."""
+    """Outcome of verifying one task's checker.
+
+    ``unknown_tools`` lists gold actions that name a tool the domain does not have (for their
+    requestor). Such a gold solution still scores 1.0 (its replay errors the same way every time,
+    so gold and reference agree), but it is not a solution an agent could produce: the task is
+    reported unverified, as ``eigendspy tasks`` reports its gold replay as broken.
+    """
 
     task_id: str
     gold_reward: float
     gold_failures: list[str] = Field(default_factory=list)
+    unknown_tools: list[str] = Field(default_factory=list)
     mutants: list[MutantOutcome] = Field(default_factory=list)
     nulls: list[NullOutcome] = Field(default_factory=list)
 
     @property
     def gold_passes(self) -> bool:
-        return is_success(self.gold_reward)
+        return is_success(self.gold_reward) and not self.unknown_tools
 
     @property
     def surviving_mutants(self) -> list[MutantOutcome]:
@@ -114,6 +121,12 @@ def mutants(task: Task, is_write: Any) -> Iterable[tuple[str, int, str, list[Act
             yield "alter", i, f"{action.name} #{i}: {arg}={value!r} -> {altered!r}", gold[:i] + [changed] + gold[i + 1:]
 
 
+def unknown_gold_tools(domain: Domain, task: Task) -> list[str]:
+    """``name #index`` of each gold action whose tool its requestor's toolkit does not have."""
+    return [f"{a.name} #{i}" + (" (user)" if a.requestor == "user" else "")
+            for i, a in enumerate(task.gold_actions) if a.name not in domain.toolkit_for(a.requestor)]
+
+
 def verify_checker(domain: Domain, task: Task, checker: Checker | None = None) -> VerificationReport:
     """Score the gold replay, all mutants and the three null policies with one checker.
 
@@ -130,7 +143,10 @@ def verify_checker(domain: Domain, task: Task, checker: Checker | None = None) -
         return checker.score(build_trajectory(task, env, actions, final_text=final_text))
 
     gold = score(task.gold_actions)
-    report = VerificationReport(task_id=task.id, gold_reward=gold.reward, gold_failures=gold.failures)
+    unknown = unknown_gold_tools(domain, task)
+    report = VerificationReport(task_id=task.id, gold_reward=gold.reward, unknown_tools=unknown,
+                                gold_failures=[*gold.failures, *(f"gold action {u} is not a tool of the domain"
+                                                                 for u in unknown)])
     for kind, index, description, actions in mutants(task, is_write):
         report.mutants.append(MutantOutcome(kind=kind, action_index=index, description=description,
                                             reward=score(actions).reward))
@@ -158,7 +174,9 @@ class VerificationSummary(BaseModel):
     def to_markdown(self) -> str:
         lines = ["| task | gold | mutants | surviving | null policies passing |", "|---|---|---|---|---|"]
         for r in self.reports:
-            lines.append(f"| {r.task_id} | {r.gold_reward:.1f} | {len(r.mutants)} | {len(r.surviving_mutants)} | "
+            unknown = f" (unknown tools: {', '.join(r.unknown_tools)})" if r.unknown_tools else ""
+            gold = f"{r.gold_reward:.1f}{unknown}"
+            lines.append(f"| {r.task_id} | {gold} | {len(r.mutants)} | {len(r.surviving_mutants)} | "
                          f"{', '.join(r.null_policies_passing) or '-'} |")
         return "\n".join(lines)
 

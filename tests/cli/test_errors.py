@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from eigendspy.cli.errors import FAILURE, USAGE, describe
+from eigendspy.engine.store.manifest import RunExistsError
 from eigendspy.lm.resilience import LMUnavailableError
 
 
@@ -131,5 +132,6 @@ def test_unreachable_lm_is_its_message_alone():
 
 
 def test_existing_run_names_the_flag():
-    message, code = describe(FileExistsError("runs/x is not empty; pass resume=True to continue the run stored there"))
-    assert code == USAGE and "--resume" in message and "resume=True" not in message
+    message, code = describe(RunExistsError("runs/x"))
+    assert code == USAGE and message.startswith("runs/x is not empty") and "--resume" in message and "--out" in message
+    assert "resume=True" not in message and "RunExistsError" not in message

@@ -17,7 +17,7 @@ import pytest
 from pydantic import BaseModel
 
 from eigendspy.core.records import DialogueRecord, TaskRecord
-from eigendspy.engine.store.store import RunManifest, RunStore, package_versions
+from eigendspy.engine.store.store import RunExistsError, RunManifest, RunStore, package_versions
 from tests.engine.store_writer_script import make_dialogue, make_task
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,8 +141,10 @@ def test_manifest_rewrite_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_create_refuses_non_empty_dir(tmp_path: Path) -> None:
     (tmp_path / "stray.txt").write_text("x")
-    with pytest.raises(FileExistsError, match="resume=True"):
+    with pytest.raises(RunExistsError, match="not empty") as refused:
         RunStore.create(tmp_path, _manifest())
+    assert isinstance(refused.value, FileExistsError) and refused.value.path == tmp_path
+    assert "--resume" not in str(refused.value) and "resume=True" not in str(refused.value)  # no front end's words
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         RunStore.create(tmp_path, _manifest(), resume=True)
     died = tmp_path / "died"  # a create that died before writing its manifest leaves only the lock file

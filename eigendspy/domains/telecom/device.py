@@ -75,7 +75,14 @@ SPEED_LABELS = (
 """(upper bound exclusive, label, advice) for a measured speed in Mbps."""
 
 VPN_DEFAULT = VpnDetails(server_address="192.168.1.1", protocol="OpenVPN", server_performance=PerformanceLevel.POOR)
-"""What ``connect_vpn`` connects to. Its server is slow: the VPN itself is a classic culprit."""
+"""What ``connect_vpn`` connects to: always a poor server.
+
+Why poor: tau2 builds ``connect_vpn``'s details from one class-level default object, and its
+``break_vpn`` init function sets that shared object's performance to poor in place, so in tau2 the
+result depends on process history (good until any task has run ``break_vpn``, poor after). tau2's
+recorded oracle ran after such tasks; eigendspy always answers the mutated (poor) case, with a fresh
+copy per device, so the outcome does not depend on what ran before.
+"""
 
 
 def effective_sim_status(device: PhoneDevice) -> SimStatus:

@@ -23,17 +23,23 @@ import logging
 import os
 import re
 import threading
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eigendspy.core.records import DialogueRecord, TaskRecord
 from eigendspy.engine.store.files import atomic_write_text, eigendspy_version, fsync_dir, package_versions  # noqa: F401 (re-export)
 from eigendspy.engine.store.integrity import BadLine, CorruptLine, decode_record, encode_record
+from eigendspy.engine.store.manifest import (  # noqa: F401 (re-export)
+    MANIFEST,
+    ManifestError,
+    ManifestMissingError,
+    RunExistsError,
+    RunManifest,
+    holds_run_files,
+    read_manifest,
+    utc_now,
+)
 from eigendspy.engine.store.summary import KindSummary, PlanYield, ReasonCount, RunSummary, summarize  # noqa: F401 (re-export)
 
 try:  # POSIX only; elsewhere a run dir is simply not protected against a second writer.
@@ -48,41 +54,8 @@ Record = TaskRecord | DialogueRecord
 KINDS: tuple[RecordKind, ...] = ("task", "dialogue")
 _MODELS: dict[str, type[TaskRecord] | type[DialogueRecord]] = {"task": TaskRecord, "dialogue": DialogueRecord}
 _STEMS = {"task": "tasks", "dialogue": "dialogues"}
-MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 DEFAULT_MAX_SHARD_BYTES = 64 * 1024 * 1024
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-class RunManifest(BaseModel):
-    """What produced a run: enough to reproduce it and to tell two runs apart.
-
-    Versions default to what is installed now; ``config`` accepts the engine's pydantic config
-    and stores its JSON dump. ``resumed_at`` grows each time the run is reopened; ``notes`` is a
-    free dict for later changes (e.g. workflow evolution adjusting engine settings).
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    run_id: str = Field(default_factory=lambda: f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}")
-    created_at: str = Field(default_factory=_now)
-    eigendspy_version: str = Field(default_factory=eigendspy_version)
-    packages: dict[str, str] = Field(default_factory=package_versions)
-    config: dict[str, Any] = Field(default_factory=dict)
-    lms: dict[str, str] = Field(default_factory=dict, description="LM id per role, e.g. {'assistant': '...'}")
-    seed: int | None = None
-    domain: str | None = None
-    data_dir: str | None = None
-    resumed_at: list[str] = Field(default_factory=list)
-    notes: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("config", mode="before")
-    @classmethod
-    def _dump_config(cls, value: Any) -> Any:
-        return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
 
 
 class RunStore:
@@ -138,14 +111,14 @@ class RunStore:
     def create(cls, root: str | Path, manifest: RunManifest, *, resume: bool = False, **kwargs: Any) -> RunStore:
         """Start a run in ``root`` (created if needed), or with ``resume=True`` continue the one there.
 
-        Refuses a non-empty directory unless resuming, so two runs never mix their records.
-        On resume the stored manifest is kept (it describes how the records were made); a
-        differing config is logged so a changed setting does not go unnoticed.
+        Refuses a non-empty directory unless resuming (`RunExistsError`), so two runs never mix
+        their records. On resume the stored manifest is kept (it describes how the records were
+        made); a differing config is logged so a changed setting does not go unnoticed.
         """
         root = Path(root)
-        if root.exists() and any(p.name != ".lock" for p in root.iterdir()):  # a lone lock: a create that died
+        if holds_run_files(root):  # a lone lock does not count: a create that died before its manifest
             if not resume:
-                raise FileExistsError(f"{root} is not empty; pass resume=True to continue the run stored there")
+                raise RunExistsError(root)
             store = cls.open(root, **kwargs)
             if store.manifest.config != manifest.config:
                 old, new = store.manifest.config, manifest.config
@@ -160,16 +133,13 @@ class RunStore:
         """Reopen a run: load its manifest, repair torn tails of shards, and record the resume time.
 
         With ``read_only=True`` (inspection, export while a run is going) nothing is written,
-        no lock is taken, and a torn tail is only skipped.
+        no lock is taken, and a torn tail is only skipped. A damaged or missing manifest raises
+        `ManifestError` (see `read_manifest`), never a bare decoding error.
         """
         root = Path(root)
-        path = root / MANIFEST
-        if not path.exists():
-            raise FileNotFoundError(f"{path} not found: {root} is not a run directory")
-        manifest = RunManifest.model_validate_json(path.read_text(encoding="utf-8"))
-        store = cls(root, manifest, read_only=read_only, **kwargs)
+        store = cls(root, read_manifest(root), read_only=read_only, **kwargs)
         if not read_only:
-            store.manifest.resumed_at.append(_now())
+            store.manifest.resumed_at.append(utc_now())
             store._with_manifest_written()
         return store
 

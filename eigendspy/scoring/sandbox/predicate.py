@@ -6,8 +6,10 @@ wrote. Handing them to Python's ``eval`` would let one bad sample read files, im
 parsed with `ast`, checked against an allow-list, and run by the small tree-walking interpreter
 below, never by ``eval``/``compile``. Every evaluated node and loop iteration costs a step, so does
 C-level work in proportion to the elements it touches (``==``/``in``/``sorted``/hashing walk nested
-containers), and results are size-checked *before* the big operations (``*`` repetition, ``**``,
-``<<``, ``range``) allocate anything, so each predicate finishes in bounded time and memory.
+containers), keys are refused when too many distinct ones share a hash value (colliding keys make
+sets and dicts quadratic inside one C call), results are size-checked *before* the big operations
+(``*`` repetition, ``**``, ``<<``, ``range``) allocate anything, and a wall-clock deadline backs all of
+it up, so each predicate finishes in bounded time and memory.
 
 Language: literals and list/tuple/set/dict displays, variable names, subscripts and slices,
 ``and``/``or``/``not``, comparisons (including ``in`` and ``is None``), ``+ - * / // % ** << >> & | ^``,
@@ -21,12 +23,15 @@ access other than an allowed method call, and mutating methods (variables are re
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import copy
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from typing import Any
 
 from eigendspy.scoring.sandbox.interpreter import Interpreter
 from eigendspy.scoring.sandbox.process import evaluate_in_subprocess
 from eigendspy.scoring.sandbox.rules import (
+    SCALARS,
+    TEXT,
     PredicateResult,
     SandboxError,
     SandboxLimits,
@@ -52,7 +57,8 @@ def evaluate(expr: str, variables: Mapping[str, Any], limits: SandboxLimits | No
     exactly the language above; the interpreter exposes no way to mutate or escape ``variables``.
 
     Returns:
-        The expression's value; an unconsumed generator/iterator is materialised into a list.
+        The expression's value, never aliasing ``variables``: an unconsumed generator/iterator or a
+        dict view is materialised into a list, and containers are deep copies.
 
     Raises:
         SandboxError: If the expression is refused or exceeds a limit.
@@ -64,7 +70,21 @@ def evaluate(expr: str, variables: Mapping[str, Any], limits: SandboxLimits | No
     value = interpreter.eval(tree.body, dict(variables))
     if isinstance(value, Iterator):
         value = interpreter.collect(value)
-    return value
+    return _detached(interpreter, value)
+
+
+def _detached(interpreter: Interpreter, value: Any) -> Any:
+    """A copy of ``value`` that shares no mutable object with the variables, charged like a walk.
+
+    Why: the variables are typically a shared, cached DB dump (`eigendspy.core.state.BaseDB.dump`);
+    a caller mutating a returned ``db["users"]`` would otherwise change every environment's hash.
+    """
+    if type(value) in SCALARS or type(value) in TEXT:
+        return value
+    if isinstance(value, KeysView | ValuesView | ItemsView):
+        value = interpreter.collect(value)
+    interpreter.weigh(value)
+    return copy.deepcopy(value)
 
 
 def _preview(expr: Any, limit: int = 200) -> str:
@@ -72,9 +92,7 @@ def _preview(expr: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def evaluate_predicate(
-    expr: str, variables: Mapping[str, Any], limits: SandboxLimits | None = None
-) -> PredicateResult:
+def evaluate_predicate(expr: str, variables: Mapping[str, Any], limits: SandboxLimits | None = None) -> PredicateResult:
     """Evaluate ``expr`` as a pass/fail predicate; never raises.
 
     Why: a broken predicate (a wrong id, a type slip, a refused construct) must fail its own

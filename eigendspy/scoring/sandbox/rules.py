@@ -39,6 +39,12 @@ class SandboxLimits(BaseModel):
         max_container_len: Longest list/tuple/set/dict (and ``range``) an expression may produce.
         max_str_len: Longest string an expression may produce.
         max_int_bits: Largest integer (in bits) an expression may produce.
+        max_cpu_seconds: CPU time (of the evaluating thread) one evaluation may use, checked as steps
+            are charged: the backstop for work the step budget mis-prices (and for pathological
+            containers passed in as variables). CPU time, not wall time, so that a loaded machine
+            never turns a passing predicate into a failing one (rewards stay deterministic).
+        max_seconds: Wall-clock limit of one evaluation, the last resort (e.g. a thread starved of
+            CPU for long); generous so that load alone never trips it.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -50,6 +56,8 @@ class SandboxLimits(BaseModel):
     max_container_len: int = Field(100_000, gt=0)
     max_str_len: int = Field(100_000, gt=0)
     max_int_bits: int = Field(256, gt=0)
+    max_cpu_seconds: float = Field(1.0, gt=0)
+    max_seconds: float = Field(10.0, gt=0)
 
 
 class PredicateResult(BaseModel):
@@ -66,6 +74,7 @@ SEQUENCES = (str, bytes, list, tuple)
 WALKED = (list, tuple, set, frozenset, KeysView, ValuesView, ItemsView)
 SCALARS = frozenset({int, float, bool, complex, type(None)})
 TEXT = frozenset({str, bytes})
+HASHED = (set, frozenset, dict, KeysView, ItemsView)  # operands that make | & - ^ hash their keys
 DISPLAYS: dict[type[ast.AST], Callable[[list[Any]], Any]] = {ast.List: list, ast.Tuple: tuple, ast.Set: set}
 
 BINOPS: dict[type[ast.AST], Callable[[Any, Any], Any]] = {
@@ -77,6 +86,7 @@ BINOPS: dict[type[ast.AST], Callable[[Any, Any], Any]] = {
 UNARYOPS: dict[type[ast.AST], Callable[[Any], Any]] = {
     ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert,
 }  # fmt: skip
+SET_OPS = frozenset({ast.BitOr, ast.BitAnd, ast.Sub, ast.BitXor})
 CMPOPS: dict[type[ast.AST], Callable[[Any, Any], Any]] = {
     ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
     ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
@@ -100,9 +110,7 @@ _REJECTED_NODES: dict[type[ast.AST], str] = {
 }
 
 # Builtin name -> keyword arguments it accepts.
-_PLAIN_BUILTINS = (
-    "len sum any all abs round set frozenset list dict tuple str int float bool range enumerate zip"
-)
+_PLAIN_BUILTINS = "len sum any all abs round set frozenset list dict tuple str int float bool range enumerate zip"
 _BUILTINS: dict[str, frozenset[str]] = {name: frozenset() for name in _PLAIN_BUILTINS.split()} | {
     "min": frozenset({"default"}),
     "max": frozenset({"default"}),
@@ -125,8 +133,7 @@ METHODS: dict[type, frozenset[str]] = {
 _ALL_METHODS = frozenset().union(*METHODS.values())
 _TARGET_NODES = (ast.Name, ast.Tuple, ast.List, ast.Store)
 CONVERTERS: dict[str, Callable[..., Any]] = {
-    f.__name__: f
-    for f in (len, abs, round, str, int, float, bool, enumerate, zip, set, frozenset, list, tuple, dict)
+    f.__name__: f for f in (len, abs, round, str, int, float, bool, enumerate, zip, set, frozenset, list, tuple, dict)
 }
 _MUTATING = frozenset({
     "append", "extend", "insert", "pop", "popitem", "remove", "clear", "update", "setdefault", "add",
@@ -192,9 +199,7 @@ def _validate(tree: ast.Expression, limits: SandboxLimits) -> None:
             if id(node) not in called:
                 raise SandboxError(f"attribute access '.{node.attr}' is not allowed; only method calls are")
             if node.attr in _MUTATING:
-                raise SandboxError(
-                    f"mutating method '.{node.attr}()' is not allowed: variables are read-only"
-                )
+                raise SandboxError(f"mutating method '.{node.attr}()' is not allowed: variables are read-only")
             if node.attr not in _ALL_METHODS:
                 raise SandboxError(f"method '.{node.attr}()' is not allowed; allowed: {sorted(_ALL_METHODS)}")
         elif isinstance(node, ast.Call):
