@@ -1,4 +1,4 @@
-"""Deterministic checks of a dialogue's simulated user, run before any LLM judge.
+"""Deterministic checks of a dialogue, run before any LLM judge: the simulated user's, then both parties'.
 
 A dialogue the *user* spoiled says nothing about the assistant, and an LLM judge is both costly
 and easy to talk into blaming the wrong party. Three user failures are visible in the text:
@@ -15,6 +15,13 @@ and easy to talk into blaming the wrong party. Three user failures are visible i
 Each finding says whether it is *decisive*. A decisive finding rejects the dialogue with blame
 ``"user"``; a premature stop without a pending question is only a note for the judge (the
 assistant may have refused or given up, which is its failure, not the user's).
+
+`dialogue_findings` adds the checks that need no judge either, on both sides: prompt leakage and
+format chatter in either party's text (`eigendspy.agents.leakage`), and the domain's policy
+ordering rules (`Domain.rules`, e.g. identify the user before any write) on the assistant's tool
+calls. All are decisive; chatter is blamed on its speaker, an ordering violation on the assistant.
+`user_findings` stays the user-only set, since the user simulator's metric plays the user against
+the oracle assistant, whose gold-action replay need not follow the policy's lookups.
 """
 
 from __future__ import annotations
@@ -23,9 +30,10 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel
-
+from eigendspy.agents.findings import Finding
+from eigendspy.agents.leakage import leakage_findings
 from eigendspy.core.messages import Message
+from eigendspy.core.policy_rules import call_outcomes
 from eigendspy.core.task import StructuredUserInstructions, Task
 
 if TYPE_CHECKING:
@@ -38,14 +46,7 @@ _PENDING_QUESTION = re.compile(
     r"\b(confirm|proceed|go ahead|shall i|should i|would you like me to|do you want me to|yes/no)\b", re.I
 )
 
-
-class Finding(BaseModel):
-    """One problem found in the dialogue; ``decisive`` findings reject it without a judge."""
-
-    kind: str
-    blame: str
-    reason: str
-    decisive: bool = True
+__all__ = ["Finding", "dialogue_findings", "ordering_findings", "user_findings"]
 
 
 def _words(text: str) -> list[str]:
@@ -123,3 +124,35 @@ def user_findings(
     if check_invented:
         found.append(invented_values(task, messages))
     return sorted((f for f in found if f is not None), key=lambda f: not f.decisive)
+
+
+def ordering_findings(messages: Sequence[Message], domain: Domain) -> list[Finding]:
+    """One decisive finding per domain ordering rule the assistant's successful calls break."""
+    outcomes = call_outcomes(messages, "assistant")
+    writes = [spec.name for spec in domain.toolkit if spec.mutates_state]
+    found = []
+    for rule in domain.rules:
+        bad = rule.violation(outcomes, writes)
+        if bad is not None:
+            quote = f" (policy: {rule.policy!r})" if rule.policy else ""
+            found.append(Finding(kind="policy_order", blame="assistant",
+                                 reason=f"the assistant called {bad.name} (message {bad.index}) without first "
+                                        f"making {rule.describe()}{quote}"))
+    return found
+
+
+def dialogue_findings(
+    task: Task, messages: Sequence[Message], domain: Domain, *, leak_ngram: int = 10, check_invented: bool = True,
+    assistant_instructions: Sequence[str] = (),
+) -> list[Finding]:
+    """Every pre-check finding about both parties, decisive ones first (user before assistant).
+
+    Args:
+        assistant_instructions: Prompt texts the assistant was given beyond the built-in ones (an
+            optimized program's instructions), checked for recital like them.
+    """
+    found = [*user_findings(task, messages, domain, leak_ngram=leak_ngram, check_invented=check_invented),
+             *leakage_findings(messages, "user"),
+             *leakage_findings(messages, "assistant", policy=domain.policy, instructions=assistant_instructions),
+             *ordering_findings(messages, domain)]
+    return sorted(found, key=lambda f: not f.decisive)

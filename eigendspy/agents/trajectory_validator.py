@@ -1,4 +1,4 @@
-"""The trajectory validator: deterministic user checks, then an LLM judge that assigns blame."""
+"""The trajectory validator: deterministic pre-checks of both parties, then an LLM judge that assigns blame."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import dspy
 
-from eigendspy.agents.trajectory_prechecks import Finding, user_findings
+from eigendspy.agents.trajectory_prechecks import Finding, dialogue_findings
 from eigendspy.agents.transcript import OBSERVER, transcript
 from eigendspy.core.messages import Message
 from eigendspy.core.plans import PlanPair
@@ -33,11 +33,13 @@ def render_rubric(plan: PlanPair | str | None) -> str:
 class TrajectoryValidator(dspy.Module):
     """Judges one rolled-out dialogue: was it correct, and if not, who is to blame?
 
-    Deterministic pre-checks of the simulated user run first (`trajectory_prechecks`: premature
-    ``###STOP###``, leaked instructions, invented values); a decisive finding rejects the dialogue
-    with blame ``"user"`` and no LM call. Otherwise the judge reads the policy, the scenario, the
-    evaluation plan's rubric, the transcript and the checker's feedback (non-decisive findings are
-    appended to it). Blame is normalized: ``"none"`` iff passed.
+    Deterministic pre-checks run first (`trajectory_prechecks.dialogue_findings`): of the simulated
+    user (premature ``###STOP###``, leaked instructions, invented values), of both parties' text
+    (prompt leakage, format chatter) and of the assistant's tool calls (the domain's ordering rules,
+    e.g. identify the user before any write). A decisive finding rejects the dialogue with its
+    party's blame and no LM call — with the judge on or off, so the engine never accepts it.
+    Otherwise the judge reads the policy, the scenario, the evaluation plan's rubric, the transcript
+    and the checker's feedback (non-decisive findings are appended to it). Blame is normalized: ``"none"`` iff passed.
 
     Args:
         lm: The LM for the judge; ``None`` uses the caller's context.
@@ -46,6 +48,8 @@ class TrajectoryValidator(dspy.Module):
         use_judge: Ask the LLM judge when no pre-check is decisive. Off: the pre-checks decide
             (the verdict says so; the engine still requires the checker to pass) — for LMs too
             small to judge.
+        assistant_instructions: Prompt texts the assistant runs with beyond its built-in signature
+            (an optimized program's instructions), so reciting them is caught too.
 
     Example:
         ```python
@@ -57,13 +61,14 @@ class TrajectoryValidator(dspy.Module):
     """
 
     def __init__(self, lm: dspy.LM | None = None, leak_ngram: int = 10, check_invented: bool = True,
-                 use_judge: bool = True) -> None:
+                 use_judge: bool = True, assistant_instructions: Sequence[str] = ()) -> None:
         super().__init__()
         if leak_ngram < 3:
             raise ValueError(f"leak_ngram must be >= 3 (shorter runs are ordinary phrasing), got {leak_ngram}")
         self.leak_ngram = leak_ngram
         self.check_invented = check_invented
         self.use_judge = use_judge
+        self.assistant_instructions = tuple(assistant_instructions)
         self.judge = dspy.Predict(JudgeTrajectory)
         if lm is not None:
             self.judge.set_lm(lm)
@@ -74,8 +79,9 @@ class TrajectoryValidator(dspy.Module):
     ) -> tuple[list[Finding], dspy.Prediction | dict[str, str]]:
         """Everything but the judge's call, shared by `forward` and `aforward`: the pre-check findings
         and either the final prediction (a decisive finding, or no judge) or the judge's inputs."""
-        findings = user_findings(task, messages, domain, leak_ngram=self.leak_ngram,
-                                 check_invented=self.check_invented)
+        findings = dialogue_findings(task, messages, domain, leak_ngram=self.leak_ngram,
+                                     check_invented=self.check_invented,
+                                     assistant_instructions=self.assistant_instructions)
         if any(f.decisive for f in findings):
             return findings, _rejected(findings)
         if not self.use_judge:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from eigendspy.core.policy_rules import OrderingRule
 from eigendspy.core.state import BaseDB, tau2_hash
 from eigendspy.core.tool import EnvFunction, ToolError, ToolKind, ToolSpec, assertion, env_function, tool
 
@@ -108,6 +109,9 @@ class Domain:
             seed or size), recorded with exported tasks so a trainer can tell which world they assume.
         tau2_init_data_quirk: Called with the environment after initialization data is merged,
             in ``tau2_compat`` mode only, to reproduce a tau2 quirk of that domain.
+        rules: Ordering rules the policy states (`eigendspy.core.policy_rules`, e.g. identify the
+            user before any write), checked on every dialogue before it is accepted. Each names
+            agent tools only; an unknown name fails here, not silently at check time.
     """
 
     def __init__(
@@ -129,6 +133,7 @@ class Domain:
         data_dir: str | None = None,
         tau2_init_data_quirk: Callable[[Environment], None] | None = None,
         options: dict[str, Any] | None = None,
+        rules: Sequence[OrderingRule] = (),
     ) -> None:
         if not isinstance(db_model, type) or not issubclass(db_model, BaseModel):
             raise TypeError("db_model must be a pydantic BaseModel subclass")
@@ -139,6 +144,11 @@ class Domain:
         self.user_db_model = user_db_model
         self.toolkit = Toolkit(tools, functions)
         self.user_toolkit = Toolkit(user_tools, user_functions)
+        for rule in rules:
+            unknown = sorted(rule.tool_names() - set(self.toolkit.names))
+            if unknown:
+                raise ValueError(f"domain {name!r}: rule {rule.describe()!r} names unknown agent tools {unknown}")
+        self.rules: tuple[OrderingRule, ...] = tuple(rules)
         self.policy = policy
         self._load_db = load_db
         self._load_user_db = load_user_db

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from eigendspy.core.domain import Domain
+from eigendspy.core.policy_rules import IdentifyBeforeWrite
 from eigendspy.domains import tau2_data
 from eigendspy.domains.airline import rules, tools
 from eigendspy.domains.airline.db import FlightDB
@@ -38,12 +39,16 @@ def load_domain(data_dir: str | Path | None = None, seed: int = 0) -> Domain:
     """
     directory = tau2_data.resolve_data_dir("airline", data_dir)
     if directory is None:
+        # Only the built-in policy asks for a lookup; tau2's says "The agent must first obtain the
+        # user id from the user", which no tool call witnesses, so tau2 mode declares no rule.
         return Domain(
             name="airline",
             db_model=FlightDB,
             tools=tools.AGENT_TOOLS,
             policy=(HERE / "policy.md").read_text(),
             load_db=lambda: generate_db(seed),
+            rules=[IdentifyBeforeWrite(identify_with=["get_user_details"], policy=(
+                "Ask for the customer's user id and look it up before anything else."))],
         )
     db_file = tau2_data.find_file(directory, *DB_FILES)  # fail now, not at the first episode
     return Domain(

@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 from eigendspy.core.domain import Domain
+from eigendspy.core.policy_rules import RequireBefore
 from eigendspy.domains import tau2_data
 from eigendspy.domains.mock import tools
 from eigendspy.domains.mock.db import MockDB, MockUserDB, Notification, TaskItem, User
@@ -70,10 +71,16 @@ def load_domain(data_dir: str | Path | None = None, seed: int = 0, num_users: in
         user_functions=tools.USER_FUNCTIONS,
     )
     if directory is None:
+        # tau2's mock policy only says "Only existing users can create tasks" (no lookup order), so
+        # the rule belongs to the built-in policy alone; it covers what that sentence is about
+        # (a task's owner), not status updates.
+        owner_lookup = RequireBefore(first=["get_users"], then=["create_task"], policy=(
+            "Only users that already exist in the system may own tasks; look the user up first."))
         return Domain(
             policy=(HERE / "policy.md").read_text(),
             load_db=lambda: generate_db(seed, num_users=num_users, tasks_per_user=tasks_per_user),
             load_user_db=lambda: generate_user_db(seed),
+            rules=[owner_lookup],
             **common,
         )
     return Domain(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from eigendspy.core.domain import Domain
+from eigendspy.core.policy_rules import IdentifyBeforeWrite
 from eigendspy.domains import tau2_data
 from eigendspy.domains.telecom.agent_functions import AGENT_FUNCTIONS
 from eigendspy.domains.telecom.agent_tools import AGENT_TOOLS
@@ -58,10 +59,17 @@ def load_domain(data_dir: str | Path | None = None, seed: int = 0) -> Domain:
         sync=sync_telecom,
     )
     if directory is None:
+        # Only the built-in policy makes identification a precondition of every account change; tau2's
+        # "You must first identify the customer." heads its technical-support section alone.
+        identify = IdentifyBeforeWrite(
+            identify_with=["get_customer_by_phone", "get_customer_by_id", "get_customer_by_name"], policy=(
+                "Identify the customer: by the phone number they call about, by their customer ID, or by full "
+                "name together with date of birth. Do not act on an account you have not found this way."))
         return Domain(
             policy=compose_policy((HERE / "policy.md").read_text(), (HERE / "troubleshooting.md").read_text()),
             load_db=lambda: generate_db(seed),
             load_user_db=lambda: generate_user_db(seed),
+            rules=[identify],
             **common,
         )
     policy = compose_policy(
