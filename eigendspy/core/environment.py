@@ -204,7 +204,7 @@ class Environment:
         if isinstance(args, str):
             try:
                 args = json.loads(args) if args.strip() else {}
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:  # also an int over 4300 digits, deep nesting
                 return f"Error: arguments of '{call.name}' are not valid JSON: {exc}", True
         if not isinstance(args, dict):
             return f"Error: arguments of '{call.name}' must be a JSON object, got {type(args).__name__}", True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import re
 from collections.abc import Callable
 from enum import Enum
@@ -170,8 +171,11 @@ class ToolSpec:
         accepted where a string is (retail ``find_user_id_by_name_zip`` with ``zip=12345`` just
         finds no user; a row model taking it still refuses it), ``null`` is
         accepted where the default is None (mock ``create_task``), and nested objects are left
-        to the tool's models. The tool receives the original values, as in tau2. A missing or
-        unknown argument is left to the call itself, so its error text stays Python's.
+        to the tool's models. NaN and infinity (``json.loads`` accepts them, JSON has neither)
+        are refused at those two levels whatever the declared kind, unlike tau2: stored, they
+        dump as ``null`` and the row no longer loads. The tool receives the original values, as
+        in tau2. A missing or unknown argument is left to the call itself, so its error text
+        stays Python's.
 
         Raises:
             TypeError: Names the argument, the kind given and the kinds accepted.
@@ -229,6 +233,9 @@ def json_kind_problem(value: Any, schema: dict[str, Any], defs: dict[str, Any]) 
 
 def _kind_problem(value: Any, kinds: set[str] | None) -> str | None:
     kind = _KIND_OF.get(type(value))
+    if kind == "number" and not math.isfinite(value):
+        # Not JSON numbers (see `ToolSpec.check_arguments`); found by tests/domains/test_tool_fuzz.py.
+        return f"expected a finite number, got {value}"
     if kinds is None or kind is None or kind in kinds:
         return None
     if any(kind in _ALSO_ACCEPTED.get(k, ()) for k in kinds):

@@ -10,6 +10,7 @@ suspended lines too, although its description says otherwise; a new draft bill g
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from eigendspy.core.domain import ToolError, tool
@@ -308,7 +309,11 @@ def refuel_data(db: TelecomDB, customer_id: str, line_id: str, gb_amount: float,
     charge = gb_amount * rate
     line.data_refueling_gb += gb_amount
     customer = find_customer(db, customer_id)
-    charge_next_bill(db, customer, charge, f"Data refueling: {gb_amount} GB at ${rate}/GB", ids)
+    bill = charge_next_bill(db, customer, charge, f"Data refueling: {gb_amount} GB at ${rate}/GB", ids)
+    if not (math.isfinite(line.data_refueling_gb) and math.isfinite(bill.total_due)):
+        # Unlike tau2, which stores the overflow: inf dumps as ``null`` and the row no longer
+        # loads. Raising discards every write of this call.
+        raise ToolError("Refuel amount is too large")
     return {
         "message": f"Successfully added {gb_amount} GB of data for line {line_id} for ${charge:.2f}",
         "new_data_refueling_gb": line.data_refueling_gb,
