@@ -1,9 +1,9 @@
 """Test doubles, importable by users, notebooks, benchmarks and tests (like ``dspy.utils.dummies``).
 
 A scripted DSPy LM whose answers come from Python, scripted engine roles, a scripted NL judge, a scripted
-rollout backend, a local server speaking the vLLM protocol, doubles of TRL's vLLM client and engine, a tiny
-random chat model built offline, and a plain ChatML chat template (no tools, no generation markers) like small
-models' own.
+rollout backend, a local server speaking the vLLM protocol, a hung LM endpoint, doubles of TRL's vLLM client
+and engine, a tiny random chat model built offline, and a plain ChatML chat template (no tools, no
+generation markers) like small models' own.
 Each implements the same protocol as the production part it stands in for. No library layer imports this package.
 """
 
@@ -19,6 +19,7 @@ _EXPORTS = {
     "ScriptedBackend": "eigendspy.testing.backend",
     "ScriptedJudge": "eigendspy.testing.judge",
     "LocalServer": "eigendspy.testing.vllm_server",
+    "hung_server": "eigendspy.testing.hung_server",
     "FakeVLLMClient": "eigendspy.testing.trl_vllm",
     "FakeVLLMGeneration": "eigendspy.testing.trl_vllm",
     "scripted_responder": "eigendspy.testing.trl_vllm",

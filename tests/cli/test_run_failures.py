@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 
 from eigendspy.cli.errors import FAILURE, USAGE
 from eigendspy.engine.store.store import RunManifest, RunStore
+from eigendspy.testing.hung_server import hung_server as serve_hung
 from tests.cli.test_errors import _one_line, _run
 from tests.engine.store_writer_script import make_task
 
@@ -119,28 +118,8 @@ def test_damaged_manifest_is_one_line_naming_file_and_fix(tmp_path, damage, need
 @pytest.fixture
 def hung_server() -> Iterator[str]:
     """An LM endpoint on 127.0.0.1 that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    listener.settimeout(0.1)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
-    stop.set()
-    thread.join(timeout=5)
-    for conn in held:
-        conn.close()
-    listener.close()
+    with serve_hung() as url:
+        yield url
 
 
 def test_hung_lm_stops_synth_within_its_timeout(tmp_path, no_keys, hung_server):

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +21,7 @@ from eigendspy.lm.cache import EndpointKeyedCache, install_endpoint_cache
 from eigendspy.lm.config import LMSpec, RoleLMConfig, build_role_lms
 from eigendspy.lm.resilience import CallFailedError, call_with_retries
 from eigendspy.testing.http_app import AppServer
+from eigendspy.testing.hung_server import hung_server as serve_hung
 
 
 class ChatApp:
@@ -146,28 +145,8 @@ def test_every_remote_role_lm_has_a_timeout():
 @pytest.fixture
 def hung_server() -> Iterator[str]:
     """Accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
-    stop.set()
-    thread.join(timeout=2)
-    for conn in held:
-        conn.close()
-    listener.close()
+    with serve_hung() as url:
+        yield url
 
 
 def test_a_hung_server_stops_the_call_within_the_timeout(fresh_cache, hung_server):
