@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine",),
     ("optimizers", "train"),
     ("eval",),
+    ("recipe",),
     ("testing",),
     ("cli",),
 ]

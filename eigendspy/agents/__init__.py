@@ -1,6 +1,7 @@
-"""Role modules (dspy.Module subclasses), one file per role."""
+"""Role modules (dspy.Module subclasses), one file per role, and the gold-action teacher (a plain participant)."""
 
 from eigendspy.agents.assistant import Assistant
+from eigendspy.agents.gold_teacher import GoldTeacher
 from eigendspy.agents.meta_planner import MetaPlanner
 from eigendspy.agents.reflector import Reflector
 from eigendspy.agents.task_generator import DraftError, TaskGenerator
@@ -11,6 +12,7 @@ from eigendspy.agents.user_simulator import UserSimulator
 __all__ = [
     "Assistant",
     "DraftError",
+    "GoldTeacher",
     "MetaPlanner",
     "Reflector",
     "TaskGenerator",

@@ -22,6 +22,7 @@ from eigendspy.agents.reflector import Reflector
 from eigendspy.agents.task_generator import TaskGenerator
 from eigendspy.agents.task_validator import TaskValidator
 from eigendspy.agents.trajectory_validator import TrajectoryValidator
+from eigendspy.core.participants import Participant
 
 
 class EngineConfig(BaseModel):
@@ -52,6 +53,10 @@ class EngineConfig(BaseModel):
     """Small-model mode (`eigendspy.lm.small_model`): the generator, assistant and user get per-call typed
     outputs that leave a tiny model no structurally wrong choice (what `demo-synth` uses on the
     embedded model). Off: every role's output types are the signatures' own."""
+    plan_tools: bool = False
+    """Restrict each task's gold actions to the tools its plan's ``tool_pattern`` names (when it names any of
+    the domain's tools): the plan then decides what kind of task a stream makes, even for a small model
+    that would otherwise pick the same tool every time. Off: any tool (the plan is advice in the prompt)."""
     llm_judges: bool = True
     """Ask the task and trajectory LLM judges. Off: execution and the deterministic pre-checks decide
     alone and the verdicts say so — for a judge LM too weak to judge."""
@@ -59,13 +64,18 @@ class EngineConfig(BaseModel):
 
 @dataclass
 class Roles:
-    """The DSPy modules that play each role (each may carry its own LM)."""
+    """The DSPy modules that play each role (each may carry its own LM).
+
+    The assistant may also be any participant (``async respond(messages, ctx)``), e.g. the gold-action
+    teacher `eigendspy.agents.GoldTeacher`: the engine only plays it in episodes. Such a role takes no
+    small-model mode (`eigendspy.engine.items.apply_modes` leaves it alone) and no compiled program.
+    """
 
     planner: MetaPlanner
     generator: TaskGenerator
     task_validator: TaskValidator
     user: UserSimulator
-    assistant: Assistant
+    assistant: Assistant | Participant
     trajectory_validator: TrajectoryValidator
     reflector: Reflector
 
@@ -96,8 +106,14 @@ class Roles:
 
         Raises:
             FileNotFoundError: ``compiled_dir`` holds no ``<role>.json`` for any role.
+            ValueError: a compiled program is given for a role played by a plain participant (no DSPy
+                program to load it into).
         """
         found = compiled_files(compiled_dir)
+        plain = [name for name in found if not isinstance(getattr(self, name), dspy.Module)]
+        if plain:
+            raise ValueError(f"compiled program(s) for role(s) {plain} in {compiled_dir}, but those roles are "
+                             "played by plain participants (not DSPy modules); remove the files or the participant")
         for name, path in found.items():
             load_keeping_lms(getattr(self, name), path)
         return list(found)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import dspy
 from dspy.utils.usage_tracker import track_usage
 
 from eigendspy.agents.task_generator import DraftError, TaskGenerator
@@ -72,7 +74,8 @@ class ItemWorker:
                                        k=cfg.entities_k, max_chars=cfg.entities_chars)
             try:
                 pred = await self.call("generator", lambda e=entities, f=list(feedback): _draft(
-                    self.roles.generator, self.domain, plan, e, task_id, f), usage)
+                    self.roles.generator, self.domain, plan, e, task_id, f,
+                    plan_tool_names(plan, self.domain) if cfg.plan_tools else None), usage)
             except CallFailedError as exc:
                 return TaskRecord(**base, accepted=False, stage=Stage.GENERATE, reasons=[exc.reason],
                                   repair_rounds=attempt)
@@ -139,10 +142,12 @@ class ItemWorker:
 
 def apply_modes(roles: Roles, config: EngineConfig) -> None:
     """Switch the role modules to the config's small-model mode and judge setting (in place: the
-    roles belong to this run; Ray workers build their own and apply the same config)."""
+    roles belong to this run; Ray workers build their own and apply the same config). A role played by
+    a plain participant (the gold teacher as assistant) has no such mode and is left as it is."""
     if config.small_model:
         for role in (roles.generator, roles.assistant, roles.user):
-            role.small_model = True
+            if isinstance(role, dspy.Module):
+                role.small_model = True
     if not config.llm_judges:
         roles.task_validator.use_judge = False
         roles.trajectory_validator.use_judge = False
@@ -155,13 +160,21 @@ def _record_tokens(totals: dict[str, Any], role: str, usage: Usage) -> None:
                   completion_tokens=int(stats.get("completion_tokens") or 0), cost=float(stats.get("cost") or 0.0))
 
 
+def plan_tool_names(plan: PlanPair, domain: Domain) -> list[str] | None:
+    """The domain's tools (either side) named as words in the plan's ``tool_pattern``, or None if it names none."""
+    words = set(re.findall(r"\w+", plan.synthesis.tool_pattern))
+    names = [spec.name for side in ("assistant", "user") for spec in domain.toolkit_for(side) if spec.name in words]
+    return names or None
+
+
 async def _draft(generator: TaskGenerator, domain: Domain, plan: PlanPair, entities: str, task_id: str,
-                 feedback: list[str]) -> Any:
+                 feedback: list[str], allowed_tools: list[str] | None = None) -> Any:
     """Generate a task; a `DraftError` (content problem, not an LM failure) is returned, not raised,
     so it feeds the repair loop instead of the retry loop."""
+    restrict = {"allowed_tools": allowed_tools} if allowed_tools is not None else {}
     try:
         return await generator.acall(domain=domain, plan=plan, entities=entities, task_id=task_id,
-                                     feedback=feedback)
+                                     feedback=feedback, **restrict)
     except DraftError as exc:
         return exc
 
