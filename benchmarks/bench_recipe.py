@@ -23,48 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import time
-from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
 from eigendspy.recipe import PRESETS, RecipeConfig, run_recipe
+from eigendspy.recipe.progress import live_board
 
 RESULTS = Path(__file__).parent / "results"
 console = Console()
-
-
-class StageBoard:
-    """The live table: each stage's state and wall time, and the data engine's stored records."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, list] = {}
-        self.records: Counter[str] = Counter()
-        self.t0 = time.perf_counter()
-
-    def stage(self, name: str, event: str) -> None:
-        now = time.perf_counter()
-        if event == "start":
-            self.rows[name] = ["running", now, None]
-        elif event == "done":
-            self.rows[name] = ["done", self.rows.get(name, [None, now])[1], now]
-        else:
-            self.rows[name] = ["skipped (done earlier)", now, now]
-
-    def record(self, event: str, accepted: bool) -> None:
-        self.records[f"{event} {'accepted' if accepted else 'rejected'}"] += 1
-
-    def table(self) -> Table:
-        table = Table("stage", "state", "seconds", title=f"recipe ({time.perf_counter() - self.t0:.0f} s)")
-        for name, (state, start, end) in self.rows.items():
-            seconds = (end if end is not None else time.perf_counter()) - start
-            table.add_row(name, state, f"{seconds:.0f}")
-        if self.records:
-            table.caption = "engine: " + ", ".join(f"{k} {v}" for k, v in sorted(self.records.items()))
-        return table
 
 
 def parse_sets(pairs: list[str]) -> dict:
@@ -118,16 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.out = args.out or f"runs/recipe-{args.preset}"
     config, roles = build_config(args)
-    board = StageBoard()
-    with Live(board.table(), console=console, refresh_per_second=2) as live:
-        def on_stage(name: str, event: str) -> None:
-            board.stage(name, event)
-            live.update(board.table())
-
-        def on_record(event: str, accepted: bool) -> None:
-            board.record(event, accepted)
-            live.update(board.table())
-
+    with live_board(console) as (on_stage, on_record):
         result = run_recipe(config, args.out, roles=roles, progress=on_stage, on_record=on_record)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)

@@ -54,11 +54,54 @@ def _load(domain: str, data: Path | None, split: str | None):
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Run directory")] = Path("runs/demo"),
-    trials: Annotated[int, typer.Option(help="Trials per task")] = 2,
-    num_tasks: Annotated[int, typer.Option(help="Demo tasks to derive")] = 6,
+    out: Annotated[Path, typer.Option(help="Run directory (rerun with the same one to resume)")] = Path("runs/demo"),
+    oracle: Annotated[bool, typer.Option("--oracle", help="The old seconds-long demo instead: built-in retail, "
+                                                          "checker-verified tasks, oracle episodes, pass^k")] = False,
+    tasks: Annotated[int | None, typer.Option(help="Tasks to synthesize [12] (--oracle: demo tasks to derive [6])")
+                     ] = None,
+    streams: Annotated[int, typer.Option(help="Plan cells (streams); whole cells are held out")] = 4,
+    sft_steps: Annotated[int, typer.Option(help="LoRA SFT optimizer steps")] = 12,
+    trials: Annotated[int | None, typer.Option(help="Trials per held-out task, pass^k for k <= trials [4] "
+                                                    "(--oracle: [2])")] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default)")] = 0,
 ) -> None:
-    """The built-in default job: built-in retail domain, checker-verified tasks, oracle episodes, pass^k."""
+    """The built-in default job: the recipe end to end on the embedded model, offline.
+
+    Synthesize verified tasks and dialogues on the mock domain (SmolLM2-135M-Instruct plays the roles, the
+    gold-action teacher the assistant) -> inspect -> export Hugging Face datasets -> LoRA SFT of the agent ->
+    pass^k of base vs SFT on held-out plan cells -> OUT/report.md, plots, datasets, adapter.
+    """
+    if oracle:
+        _oracle_demo(out, trials=trials or 2, num_tasks=tasks or 6)
+        return
+    tasks, trials = tasks or 12, trials or 4
+    from eigendspy.cli.synth import print_inspect
+    from eigendspy.lm.local.fetch import ModelNotFetchedError
+    from eigendspy.recipe.demo import demo_config, run_demo
+    from eigendspy.recipe.pipeline import resolve_model
+    from eigendspy.recipe.progress import live_board
+
+    config = demo_config(tasks=tasks, streams=streams, sft_steps=sft_steps, trials=trials, threads=threads)
+    try:
+        config = config.with_overrides(model=resolve_model(config))
+    except ModelNotFetchedError as exc:
+        raise CLIError("the embedded model is not fetched yet: run `eigendspy model fetch` first, then "
+                       "`eigendspy demo` again (or `eigendspy demo --oracle`, which needs no model)") from exc
+    console.print(f"[bold]demo[/]: mock domain, {tasks} tasks in {streams} plan cells, embedded model "
+                  f"{Path(config.model).name}, {sft_steps} SFT steps, {trials} trials per held-out task -> {out}/")
+    with live_board(console, "demo") as (on_stage, on_record):
+        result, report = run_demo(config, out, progress=on_stage, on_record=on_record)
+    print_inspect(Path(result.synthesis["run_dir"]))
+    rows = result.table(k=1)
+    table = Table(*rows[0], title="pass^1 on held-out tasks [95% bootstrap CI]")
+    for row in rows[1:]:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"wrote {report} (+ {out}/recipe.png, {out}/split/export datasets, {out}/sft_agent/adapter)")
+
+
+def _oracle_demo(out: Path, trials: int, num_tasks: int) -> None:
+    """Built-in retail domain, checker-verified tasks, oracle episodes, pass^k: seconds, no model."""
     from eigendspy.core.oracle import OracleAssistant, OracleUser
     from eigendspy.domains import get_domain
     from eigendspy.domains.retail.demo import retail_demo_tasks

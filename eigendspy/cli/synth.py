@@ -103,7 +103,7 @@ def synth(
     if loaded:
         console.print(f"compiled roles loaded: {', '.join(loaded)}")
     result = _run_engine(out, dom, roles, cfg, manifest, resuming, lm_config, ray, compiled)
-    _print_inspect(out)
+    print_inspect(out)
     if result.accepted_dialogues == 0:
         console.print("[red]nothing was accepted[/] — see the rejection reasons per stage above")
         raise typer.Exit(2)
@@ -229,7 +229,7 @@ def demo_synth(
         torch.set_num_threads(threads_before)  # process-wide: leave it as found (tests run in-process)
         store.close()
     console.print(counter.table())
-    _print_inspect(out)
+    print_inspect(out)
     if result.accepted_dialogues == 0:
         console.print("[red]nothing was accepted[/] — see the rejection reasons per stage above")
         raise typer.Exit(2)
@@ -238,10 +238,10 @@ def demo_synth(
 
 def inspect_run(run: Annotated[Path, typer.Argument(help="Run directory")]) -> None:
     """Yields per stage, rejection reasons, blame, LM usage and diversity of a run."""
-    _print_inspect(run)
+    print_inspect(run)
 
 
-def _print_inspect(run: Path) -> None:
+def print_inspect(run: Path) -> None:
     import json
 
     from eigendspy.engine.store.store import RunStore
@@ -271,6 +271,8 @@ def _print_inspect(run: Path) -> None:
 def export_cmd(
     run: Annotated[Path, typer.Argument(help="Run directory")],
     to: Annotated[Path | None, typer.Option("--to", help="Output directory (default RUN/export)")] = None,
+    prechecks: Annotated[bool, typer.Option(help="Re-run the deterministic dialogue pre-checks and leave out "
+                                                 "accepted dialogues that fail them")] = True,
 ) -> None:
     """Export accepted data as Hugging Face datasets: SFT (agent), SFT (user model), RL tasks."""
     from eigendspy.domains import get_domain
@@ -279,8 +281,14 @@ def export_cmd(
 
     manifest = RunStore.open(run, read_only=True).manifest
     domain = get_domain(manifest.domain, data_dir=manifest.data_dir)
-    result = export_run(run, {manifest.domain: domain}, to)
+    result = export_run(run, {manifest.domain: domain}, to, prechecks=prechecks)
     console.print(f"exported to {result.out_dir}: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))
+    left_out = result.card.rejected_at_export
+    if left_out:
+        console.print(f"[yellow]left out {sum(left_out.values())} accepted dialogue(s) at export[/]: they fail "
+                      "the dialogue pre-checks (--no-prechecks keeps them)", markup=True)
+        for kind, n in sorted(left_out.items()):
+            console.print(f"  {kind}: {n}", markup=False, highlight=False)
     _print_skipped(result.skipped, "export")
 
 

@@ -40,6 +40,8 @@ class DatasetCard(BaseModel):
     dialogues_accepted: int = 0
     rejected_by_stage: dict[str, int] = Field(default_factory=dict)
     skipped_malformed: int = Field(0, description="accepted dialogues left out: tool-call arguments not a JSON object")
+    rejected_at_export: dict[str, int] = Field(default_factory=dict, description=(
+        "accepted dialogues the export's pre-checks left out, per finding kind (each counted once, under its first)"))
     yields: dict[str, StageYield] = Field(default_factory=dict)
     plan_cells_covered: int | None = None
     gold_action_jaccard: float | None = None
@@ -63,6 +65,10 @@ class DatasetCard(BaseModel):
             lines += ["", "Rejected by stage: " + ", ".join(f"`{s}` {n}" for s, n in self.rejected_by_stage.items())]
         if self.skipped_malformed:
             lines += ["", f"Accepted dialogues skipped (malformed tool-call arguments): {self.skipped_malformed}"]
+        if self.rejected_at_export:
+            kinds = ", ".join(f"`{kind}` {n}" for kind, n in sorted(self.rejected_at_export.items()))
+            lines += ["", f"Accepted dialogues left out at export by the dialogue pre-checks: "
+                          f"{sum(self.rejected_at_export.values())} ({kinds})"]
         lines += ["", "## Diversity", "",
                   f"- plan cells covered: {'-' if self.plan_cells_covered is None else self.plan_cells_covered}",
                   f"- gold-action Jaccard between tasks: "

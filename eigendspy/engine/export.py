@@ -22,7 +22,9 @@ which expects a JSON object, could not read the model's own calls back. Arrow wo
 differently-keyed argument dicts (and tool schemas) into one struct padded with nulls, so
 ``messages`` and ``tools`` are stored with ``datasets.Json`` features: each dict round-trips
 exactly. An accepted dialogue whose tool call arguments are not a JSON object (a model's malformed
-call) cannot be rendered faithfully and is skipped, and counted in the card.
+call) cannot be rendered faithfully and is skipped, and counted in the card. `export_all` also re-runs
+the deterministic dialogue pre-checks (`eigendspy.engine.export_checks`) and leaves out of both SFT sets
+any accepted dialogue with a decisive finding, so no exported row fails them.
 
 A run directory is read only through `RunStore` (opened read-only), the one reader of its format.
 """
@@ -45,6 +47,7 @@ from eigendspy.core.records import DialogueRecord, TaskRecord
 from eigendspy.core.render import ChatPrompt, MalformedToolCall, agent_chat, training_messages, user_chat
 from eigendspy.core.task import Task
 from eigendspy.engine.dataset_card import DatasetCard, StageYield
+from eigendspy.engine.export_checks import count_kinds, screen_dialogues
 from eigendspy.engine.store.store import RunStore
 
 logger = logging.getLogger(__name__)
@@ -199,6 +202,8 @@ class ExportResult(BaseModel):
     counts: dict[str, int]
     card: DatasetCard
     skipped: list[str] = Field(default_factory=list, description="Bad stored lines left out: file, line, reason")
+    rejected_at_export: list[str] = Field(default_factory=list, description=(
+        "Accepted dialogues the export's pre-checks left out: task_id work_key: kind: reason"))
 
 
 def _provenance(domains: DomainSource, names: set[str]) -> dict[str, dict[str, Any]]:
@@ -220,6 +225,8 @@ def export_all(
     domains: DomainSource,
     out_dir: str | Path,
     card_extra: dict[str, Any] | None = None,
+    *,
+    prechecks: bool = True,
 ) -> ExportResult:
     """Write the three datasets (``save_to_disk``), ``README.md`` and ``card.json`` under ``out_dir``.
 
@@ -231,6 +238,9 @@ def export_all(
         card_extra: Optional card inputs: ``run_id``, ``summary`` (``{stage: {"accepted": a,
             "total": t}}``), ``plan_cells_covered``, ``gold_action_jaccard``; other keys are kept in
             the card's ``extra``. Without ``plan_cells_covered`` it is counted from accepted tasks' plans.
+        prechecks: Re-run the deterministic dialogue pre-checks on each accepted dialogue
+            (`export_checks.screen_dialogues`) and leave one with a decisive finding out of both SFT
+            sets; it is listed in the result's and counted in the card's ``rejected_at_export``.
     """
     tasks_in, dialogues = _dedupe(task_records), _dedupe(dialogue_records)
     extra = dict(card_extra or {})
@@ -238,8 +248,10 @@ def export_all(
     out.mkdir(parents=True, exist_ok=True)
 
     tasks = {r.task.id: r.task for r in sorted(tasks_in, key=lambda r: r.accepted) if r.task is not None}
-    agent_rows, skipped = _agent_rows(dialogues, domains, None)
-    user_rows, _ = _user_rows(dialogues, domains, tasks, None)
+    domain_of = _resolver(domains)  # one resolver: a loader builds each domain once for the whole export
+    exported, rejected = screen_dialogues(dialogues, tasks, domain_of) if prechecks else (dialogues, [])
+    agent_rows, skipped = _agent_rows(exported, domain_of, None)
+    user_rows, _ = _user_rows(exported, domain_of, tasks, None)
     task_domain = {r.task_id: r.domain for r in dialogues}
     if isinstance(domains, Mapping) and len(domains) == 1:
         only = next(iter(domains))
@@ -247,7 +259,7 @@ def export_all(
     sets = {
         "sft_agent": _dataset(agent_rows, CHAT_FEATURES),
         "sft_user": _dataset(user_rows, CHAT_FEATURES),
-        "rl_tasks": rl_task_dataset(tasks_in, task_domain, _provenance(domains, set(task_domain.values()))),
+        "rl_tasks": rl_task_dataset(tasks_in, task_domain, _provenance(domain_of, set(task_domain.values()))),
     }
     paths: dict[str, Path] = {}
     for name, ds in sets.items():
@@ -268,6 +280,7 @@ def export_all(
         dialogues_accepted=sum(r.accepted for r in dialogues),
         rejected_by_stage=dict(Counter(r.stage.value for r in [*tasks_in, *dialogues] if not r.accepted)),
         skipped_malformed=skipped,
+        rejected_at_export=count_kinds(rejected),
         yields={k: StageYield.model_validate(v) for k, v in (extra.pop("summary", None) or {}).items()},
         plan_cells_covered=extra.pop("plan_cells_covered", len(cells) if cells else None),
         gold_action_jaccard=extra.pop("gold_action_jaccard", None),
@@ -279,7 +292,8 @@ def export_all(
     paths["readme"].write_text(card.to_markdown())
     paths["card"].write_text(card.model_dump_json(indent=2))
     logger.info("export: %s -> %s", counts, out)
-    return ExportResult(out_dir=out, paths=paths, counts=counts, card=card)
+    return ExportResult(out_dir=out, paths=paths, counts=counts, card=card,
+                        rejected_at_export=[r.line() for r in rejected])
 
 
 def read_records(run_dir: str | Path) -> tuple[list[TaskRecord], list[DialogueRecord]]:
@@ -302,13 +316,15 @@ def export_run(
     domains: DomainSource,
     out_dir: str | Path | None = None,
     card_extra: dict[str, Any] | None = None,
+    *,
+    prechecks: bool = True,
 ) -> ExportResult:
     """`export_all` over a run directory's records (default output: ``<run_dir>/export``).
 
     Records are read as in `read_records`. The run id is ``card_extra["run_id"]``, else the manifest's
     ``run_id``, else the folder name. Stored lines the store rejected (not UTF-8, not JSON, failing
     their checksum or schema) are left out and listed in ``skipped``, so a damaged line never stops
-    an export nor enters a dataset unnoticed.
+    an export nor enters a dataset unnoticed. ``prechecks`` is passed to `export_all`.
 
     Raises:
         FileNotFoundError: if ``run_dir`` has no ``manifest.json`` (it is not a run directory).
@@ -319,7 +335,8 @@ def export_run(
         run_id = store.manifest.run_id or run_dir.name
         skipped = store.corruption_report()
     extra = {"run_id": run_id, **(card_extra or {})}
-    result = export_all(tasks, dialogues, domains, out_dir or run_dir / "export", card_extra=extra)
+    result = export_all(tasks, dialogues, domains, out_dir or run_dir / "export", card_extra=extra,
+                        prechecks=prechecks)
     for line in skipped:
         logger.warning("export skipped %s", line)
     return result.model_copy(update={"skipped": skipped})

@@ -19,6 +19,9 @@ _EXPORTS = {
     "StageStore": "eigendspy.recipe.stages",
     "plot_recipe": "eigendspy.recipe.plot",
     "run_recipe": "eigendspy.recipe.pipeline",
+    "demo_config": "eigendspy.recipe.demo",
+    "run_demo": "eigendspy.recipe.demo",
+    "StageBoard": "eigendspy.recipe.progress",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -10,6 +10,7 @@ Presets (how they were sized is in `benchmarks/bench_recipe.py`'s docstring and 
 - ``tiny``: the CI test on a tiny random model and scripted synthesis roles; checks machinery, not learning.
 - ``cpu``: SmolLM2-135M-Instruct on 2 CPU cores in <= 90 minutes, from stage costs measured on this machine.
 - ``gpu``: the same recipe at a size worth reading on one GPU.
+- ``demo``: what ``eigendspy demo`` runs: a few tasks, a short agent SFT, base vs SFT on the held-out cells.
 """
 
 from __future__ import annotations
@@ -177,6 +178,14 @@ PRESETS: dict[str, RecipeConfig] = {
     # step of one group of 4 (rollout 65 s per round, up to 2 rounds, + ~60 s of training), eval ~4 s per
     # synthesized and ~7 s per tau2 episode: ~13 + 6 + 3 x 10 + 5 x 3 = ~65-75 minutes.
     "cpu": RecipeConfig(preset="cpu"),
+    # `eigendspy demo`: the README's first command, <= 15 minutes on 2 CPU cores (base vs SFT only, no tau2 data).
+    "demo": RecipeConfig(
+        preset="demo", columns=["base", "sft"],
+        synthesis=SynthesisSettings(tasks=12, streams=4),
+        split=SplitSettings(tau2=False),
+        sft=SFTSettings(steps=12, user_model=False),
+        eval=EvalSettings(trials=4, bootstrap=500, max_tasks=4),
+    ),
     # Not measured at this size (no GPU run yet): the same recipe with 4x the data and 10x the RL. Synthesis
     # stays on the embedded model (on the GPU when there is one).
     "gpu": RecipeConfig(

@@ -14,7 +14,7 @@ runner = CliRunner()
 
 def test_demo_writes_a_complete_run(tmp_path):
     out = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "--out", str(out), "--trials", "2", "--num-tasks", "4"])
+    result = runner.invoke(app, ["demo", "--oracle", "--out", str(out), "--trials", "2", "--tasks", "4"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "eval.json").read_text())
     assert report["num_tasks"] == 4 and report["num_trials"] == 8

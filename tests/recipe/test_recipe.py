@@ -94,3 +94,21 @@ def test_second_run_skips_every_stage_and_changed_grpo_steps_rerun_only_grpo(fir
     assert {s for s, e in events.items() if e == "start"} == GRPO_STAGES
     assert {s for s, e in events.items() if e == "skip"} == {s.stage for s in result.stages} - GRPO_STAGES
     assert all(len(c.reward) == 2 for c in longer.curves)
+
+
+def test_demo_report_names_what_ran_and_shows_exported_rows(first_run):
+    from eigendspy.recipe.demo import LOSS_PLOT, REPORT, write_report
+
+    out, result, _, _ = first_run
+    report = write_report(result, out)
+    assert report == out / REPORT
+    text = report.read_text()
+    for heading in ("## Synthesis", "## Export", "## LoRA SFT of the agent", "## Held-out evaluation",
+                    "## Two exported rows"):
+        assert heading in text, heading
+    assert "| base | synth |" in text and "| sft | synth |" in text and "| teacher | synth |" in text
+    rows = text.split("## Two exported rows", 1)[1]
+    assert rows.count("task `") == min(2, result.split["counts"]["sft_agent"]) >= 1
+    assert "**system**" in rows and "**assistant**" in rows and "**user**" in rows
+    assert (out / LOSS_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(out / "sft_agent" / "adapter") in text

@@ -112,7 +112,7 @@ def test_the_eval_user_lets_the_teacher_solve_the_tau2_mock_tasks_that_have_gold
 
 
 def test_presets_validate_and_overrides_update_sections_key_by_key():
-    assert set(PRESETS) == {"tiny", "cpu", "gpu"} and all(p.preset == name for name, p in PRESETS.items())
+    assert set(PRESETS) == {"tiny", "cpu", "gpu", "demo"} and all(p.preset == name for name, p in PRESETS.items())
     changed = PRESETS["cpu"].with_overrides(grpo={"steps": 3})
     assert changed.grpo.steps == 3 and changed.grpo.generations == PRESETS["cpu"].grpo.generations
     with pytest.raises(ValueError, match="extra"):
