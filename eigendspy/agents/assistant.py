@@ -21,16 +21,36 @@ from eigendspy.lm.small_model import (
 from eigendspy.signatures.assistant import AssistantTurn
 
 
-def schema_tools(schemas: Sequence[dict[str, Any]]) -> list[dspy.Tool]:
-    """``dspy.Tool`` descriptions built from OpenAI schemas (the orchestrator executes the calls)."""
+class ExecutedByEnvironment:
+    """The function behind every `schema_tools` tool: the orchestrator executes calls, DSPy never does.
 
-    def never_called(**kwargs: Any) -> str:
+    A module-level class, not a closure, because the tools travel as a predictor input and so end up
+    in optimizer traces and demos, which BootstrapFewShot hashes with ``pickle`` and optimizers
+    deep-copy; a local function cannot be pickled. All instances are equal, so two tool lists built
+    from the same schemas compare (and hash) the same.
+    """
+
+    __name__ = "executed_by_environment"
+
+    def __call__(self, **kwargs: Any) -> str:
         raise RuntimeError("tools are executed by the environment, not by the DSPy module")
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ExecutedByEnvironment)
+
+    def __hash__(self) -> int:
+        return hash(ExecutedByEnvironment)
+
+
+def schema_tools(schemas: Sequence[dict[str, Any]]) -> list[dspy.Tool]:
+    """``dspy.Tool`` descriptions built from OpenAI schemas (the orchestrator executes the calls).
+
+    Picklable and deep-copyable (`ExecutedByEnvironment`), so optimizers can trace, copy and hash them.
+    """
     out = []
     for schema in schemas:
         fn = schema["function"]
-        out.append(dspy.Tool(never_called, name=fn["name"], desc=fn.get("description", ""),
+        out.append(dspy.Tool(ExecutedByEnvironment(), name=fn["name"], desc=fn.get("description", ""),
                              args=fn.get("parameters", {}).get("properties", {})))
     return out
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import dspy
 
 from eigendspy.agents.synthesis_inputs import render_plans, tool_summary
-from eigendspy.core.plans import PlanPair
+from eigendspy.core.plans import PlanPair, SynthesisPlan
+from eigendspy.core.similarity import PLAN_OVERLAP_JACCARD, plans_overlap
 from eigendspy.signatures.meta_planner import MetaPlan, PlanDraft
 
 if TYPE_CHECKING:
@@ -19,31 +20,33 @@ logger = logging.getLogger(__name__)
 
 
 def assign_plans(
-    drafts: Sequence[PlanDraft], previous: Sequence[PlanPair], n: int, round: int
+    drafts: Sequence[PlanDraft], previous: Sequence[PlanPair], n: int, round: int,
+    threshold: float = PLAN_OVERLAP_JACCARD,
 ) -> tuple[list[PlanPair], list[PlanDraft]]:
-    """Give drafts ids ``p{round}_{i}`` and keep at most ``n`` whose cells are new.
+    """Give drafts ids ``p{round}_{i}`` and keep at most ``n`` that overlap no other plan.
 
-    Non-overlap is enforced here, in code, not left to the prompt: a draft whose
-    `SynthesisPlan.cell` equals a previous plan's or an earlier draft's is dropped. Ids skip
-    any already used by ``previous`` (a planner called twice in one round never collides).
+    Non-overlap is enforced here, in code, not left to the prompt: a draft that overlaps a previous
+    plan or an earlier kept draft is dropped — the same `SynthesisPlan.cell`, or a reworded one (same
+    complexity and edge case, text Jaccard >= ``threshold``; see `PLAN_OVERLAP_JACCARD`). Ids skip any
+    already used by ``previous`` (a planner called twice in one round never collides).
 
     Returns:
         (kept plan pairs, dropped drafts).
     """
-    cells = {p.synthesis.cell for p in previous}
+    taken: list[SynthesisPlan] = [p.synthesis for p in previous]
     used_ids = {p.plan_id for p in previous}
     kept: list[PlanPair] = []
     dropped: list[PlanDraft] = []
     index = 0
     for draft in drafts:
-        if len(kept) >= n or draft.synthesis.cell in cells:
+        if len(kept) >= n or any(plans_overlap(draft.synthesis, other, threshold) for other in taken):
             dropped.append(draft)
             continue
         while f"p{round}_{index}" in used_ids:
             index += 1
         plan_id = f"p{round}_{index}"
         used_ids.add(plan_id)
-        cells.add(draft.synthesis.cell)
+        taken.append(draft.synthesis)
         kept.append(PlanPair(plan_id=plan_id, synthesis=draft.synthesis, evaluation=draft.evaluation, round=round))
     return kept, dropped
 
@@ -52,11 +55,13 @@ class MetaPlanner(dspy.Module):
     """Proposes diverse plan pairs for a domain; the engine gives each stream one.
 
     Plan diversity was the seed paper's largest SFT effect, so overlap is decided in code
-    (`assign_plans`): the LM is asked for ``n`` plans and duplicates of an existing cell are
-    dropped, so a prediction may hold fewer than ``n`` plans (``dropped`` says why).
+    (`assign_plans`): the LM is asked for ``n`` plans and drafts that repeat an existing cell, or
+    reword one, are dropped, so a prediction may hold fewer than ``n`` plans (``dropped`` says why).
 
     Args:
         lm: The LM for this role; ``None`` uses the caller's context.
+        overlap_threshold: Text similarity at which two plans of the same complexity and edge case
+            overlap (`PLAN_OVERLAP_JACCARD`); ``1.0``: equal cells and the very same content words only.
 
     Example:
         ```python
@@ -66,9 +71,10 @@ class MetaPlanner(dspy.Module):
         ```
     """
 
-    def __init__(self, lm: dspy.LM | None = None) -> None:
+    def __init__(self, lm: dspy.LM | None = None, overlap_threshold: float = PLAN_OVERLAP_JACCARD) -> None:
         super().__init__()
         self.plan = dspy.Predict(MetaPlan)
+        self.overlap_threshold = overlap_threshold
         if lm is not None:
             self.plan.set_lm(lm)
 
@@ -83,9 +89,8 @@ class MetaPlanner(dspy.Module):
             "n": n,
         }
 
-    @staticmethod
-    def _result(raw: dspy.Prediction, previous: Sequence[PlanPair], n: int, round: int) -> dspy.Prediction:
-        plans, dropped = assign_plans(list(raw.plans or []), previous, n, round)
+    def _result(self, raw: dspy.Prediction, previous: Sequence[PlanPair], n: int, round: int) -> dspy.Prediction:
+        plans, dropped = assign_plans(list(raw.plans or []), previous, n, round, self.overlap_threshold)
         if dropped:
             logger.info("meta-planner: dropped %d duplicate or surplus plan(s)", len(dropped))
         return dspy.Prediction(plans=plans, dropped=dropped)

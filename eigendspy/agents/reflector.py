@@ -10,6 +10,7 @@ import dspy
 from eigendspy.agents.synthesis_inputs import render_failures
 from eigendspy.core.plans import PlanPair
 from eigendspy.core.records import Verdict
+from eigendspy.core.similarity import PLAN_OVERLAP_JACCARD, plans_overlap
 from eigendspy.signatures.reflector import ReflectPlan
 
 _PLAN_ID = re.compile(r"^p(\d+)_(\d+)$")
@@ -28,11 +29,13 @@ class Reflector(dspy.Module):
     """Rewrites a plan pair from its failures (with blame) into the next round's plan.
 
     The child keeps the lineage: ``parent_id`` is the parent's id and ``round`` is one more. When
-    ``others`` (the other streams' current plans) are given, ``overlaps`` lists those whose cell
-    the revised plan now shares, so the engine can keep streams apart.
+    ``others`` (the other streams' current plans) are given, ``overlaps`` lists those the revised
+    plan now overlaps — the same cell, or a reworded one (`eigendspy.core.similarity.plans_overlap`,
+    as the meta-planner decides it) — so the engine can keep streams apart.
 
     Args:
         lm: The LM for this role; ``None`` uses the caller's context.
+        overlap_threshold: Text similarity at which plans of the same complexity and edge case overlap.
 
     Example:
         ```python
@@ -42,9 +45,10 @@ class Reflector(dspy.Module):
         ```
     """
 
-    def __init__(self, lm: dspy.LM | None = None) -> None:
+    def __init__(self, lm: dspy.LM | None = None, overlap_threshold: float = PLAN_OVERLAP_JACCARD) -> None:
         super().__init__()
         self.reflect = dspy.Predict(ReflectPlan)
+        self.overlap_threshold = overlap_threshold
         if lm is not None:
             self.reflect.set_lm(lm)
 
@@ -52,13 +56,13 @@ class Reflector(dspy.Module):
     def _inputs(plan: PlanPair, failures: Sequence[Verdict | str]) -> dict[str, str]:
         return {"plan": plan.render(), "failures": render_failures(failures)}
 
-    @staticmethod
-    def _result(raw: dspy.Prediction, plan: PlanPair, plan_id: str | None,
+    def _result(self, raw: dspy.Prediction, plan: PlanPair, plan_id: str | None,
                 others: Sequence[PlanPair]) -> dspy.Prediction:
         draft = raw.revised
         child = PlanPair(plan_id=plan_id or child_plan_id(plan), synthesis=draft.synthesis,
                          evaluation=draft.evaluation, round=plan.round + 1, parent_id=plan.plan_id)
-        overlaps = [o.plan_id for o in others if o.plan_id != plan.plan_id and o.synthesis.cell == child.synthesis.cell]
+        overlaps = [o.plan_id for o in others if o.plan_id != plan.plan_id
+                    and plans_overlap(child.synthesis, o.synthesis, self.overlap_threshold)]
         return dspy.Prediction(plan=child, rationale=str(raw.rationale or ""), overlaps=overlaps)
 
     def forward(

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import dspy
 import pydantic
 
+from eigendspy.agents.explore_generator import (
+    ENTITIES_DESC,
+    EXPLORE_NOTE,
+    Exploration,
+    bound_explorer,
+    build_explorer,
+    exploration_of,
+    read_tool_specs,
+)
 from eigendspy.agents.synthesis_inputs import all_tool_names, render_feedback, tool_summary
 from eigendspy.core.plans import PlanPair
 from eigendspy.core.task import (
@@ -109,6 +118,14 @@ class TaskGenerator(dspy.Module):
             allowed *write* tool, typed per tool (required arguments only, ids from an enum of the
             sampled rows, enum values that change the row) and a persona; the rest of the scenario
             is stated from that call; reward basis, predicates and communicate_info are the defaults.
+        explore: Exploring mode (`eigendspy.agents.explore_generator`): the generator is a stock
+            `dspy.ReAct` agent over the domain's read tools (on a fresh, guarded copy of the DB per
+            call), starting from the sampled ``entities``, and ReAct's extract step writes the typed
+            task. The prediction then also carries ``exploration`` (the lookups made), which is stored
+            in ``task.annotations["explore"]``. Not combinable with ``small_model``; ``constrain_tools``
+            does not apply to it (a bad tool name still comes back as a `DraftError`).
+        max_explore_steps: The bound on ReAct steps in exploring mode (``finish`` counts as one).
+        observation_chars: Each lookup result is cut to this many characters.
 
     Example:
         ```python
@@ -119,11 +136,20 @@ class TaskGenerator(dspy.Module):
         ```
     """
 
-    def __init__(self, lm: dspy.LM | None = None, constrain_tools: bool = False, small_model: bool = False) -> None:
+    def __init__(self, lm: dspy.LM | None = None, constrain_tools: bool = False, small_model: bool = False,
+                 explore: bool = False, max_explore_steps: int = 6, observation_chars: int = 2000) -> None:
         super().__init__()
+        if max_explore_steps < 1 or observation_chars < 1:
+            raise ValueError("max_explore_steps and observation_chars must be >= 1")
         self.constrain_tools = constrain_tools
         self.small_model = small_model
+        self.explore = explore
+        self.max_explore_steps = max_explore_steps
+        self.observation_chars = observation_chars
         self.generate = dspy.Predict(GenerateTask)
+        self.explorer: dspy.ReAct | None = None  # built on the first exploring call: its tools are the domain's
+        self._explorer_key: tuple[str, ...] = ()
+        self._explorer_state: dict[str, Any] = {}  # a loaded explorer's state, for the explorer built later
         if lm is not None:
             self.generate.set_lm(lm)
 
@@ -131,6 +157,9 @@ class TaskGenerator(dspy.Module):
                 allowed_tools: Sequence[str] | None) -> dict[str, object]:
         """The keyword arguments of the one predictor call, shared by `forward` and `aforward`: the
         signature for this call (see `_signature`) and the inputs."""
+        if self.explore and self.small_model:
+            raise ValueError("TaskGenerator: explore and small_model cannot be combined (the small-model "
+                             "output is typed per call; the ReAct agent's is the generator's own)")
         allowed = list(allowed_tools) if allowed_tools is not None else all_tool_names(domain)
         if self.small_model:
             allowed = [spec.name for spec in write_specs(list(domain.toolkit), allowed)]
@@ -150,9 +179,35 @@ class TaskGenerator(dspy.Module):
         draft = raw.task
         if self.small_model:
             draft = _small_scenario(draft, domain)
-        task = draft_to_task(draft, domain, task_id, allowed_tools=allowed_tools,
-                             plan=plan if isinstance(plan, PlanPair) else None)
-        return dspy.Prediction(task=task, draft=draft)
+        exploration = exploration_of(raw.trajectory, self.max_explore_steps) if self.explore else None
+        try:
+            task = draft_to_task(draft, domain, task_id, allowed_tools=allowed_tools,
+                                 plan=plan if isinstance(plan, PlanPair) else None)
+        except DraftError as exc:
+            if exploration is not None:  # what was looked up helps the repair: say how exploring ended
+                exc.reasons.append(_exploration_note(exploration))
+            raise
+        if exploration is None:
+            return dspy.Prediction(task=task, draft=draft)
+        task.annotations = {**(task.annotations or {}), "explore": exploration.model_dump(mode="json")}
+        return dspy.Prediction(task=task, draft=draft, exploration=exploration)
+
+    def _explorer(self, domain: Domain) -> dspy.ReAct:
+        """This call's ReAct agent: the persistent one (built on first use, rebuilt for another tool set)
+        with its tools bound to a fresh, guarded environment of ``domain``."""
+        key = (domain.name, *(spec.name for _, spec in read_tool_specs(domain)))
+        if self.explorer is None or key != self._explorer_key:
+            signature = (self.generate.signature.with_instructions(
+                f"{self.generate.signature.instructions.rstrip()}\n\n{EXPLORE_NOTE}")
+                .with_updated_fields("entities", desc=ENTITIES_DESC))
+            self.explorer = build_explorer(signature, domain, self.max_explore_steps)
+            for name, predictor in self.explorer.named_predictors():
+                if f"explorer.{name}" in self._explorer_state:
+                    predictor.load_state(self._explorer_state[f"explorer.{name}"])
+            if self.generate.lm is not None:
+                self.explorer.set_lm(self.generate.lm)
+            self._explorer_key = key
+        return bound_explorer(self.explorer, domain, self.max_explore_steps, self.observation_chars)
 
     def _signature(self, tool_names: Sequence[str], domain: Domain | None = None,
                    entities: str = "") -> type[dspy.Signature]:
@@ -178,6 +233,12 @@ class TaskGenerator(dspy.Module):
             draft = pydantic.create_model("TaskDraft", __base__=TaskDraft, actions=(list[action], ...))
         return self.generate.signature.with_updated_fields("task", type_=draft)
 
+    def load_state(self, state: dict[str, Any], **kwargs: Any) -> None:
+        """DSPy's ``load_state``, keeping a saved explorer's state (instructions, demos) for the explorer the
+        next exploring call builds: before that call this module has no explorer to load it into."""
+        self._explorer_state = {k: v for k, v in state.items() if k.startswith("explorer.")}
+        super().load_state(state, **kwargs)
+
     def forward(
         self,
         domain: Domain,
@@ -187,8 +248,14 @@ class TaskGenerator(dspy.Module):
         feedback: str | Sequence[str] = "",
         allowed_tools: Sequence[str] | None = None,
     ) -> dspy.Prediction:
-        """Returns ``Prediction(task: Task, draft: TaskDraft)``; raises `DraftError`."""
-        raw = self.generate(**self._inputs(domain, plan, entities, feedback, allowed_tools))
+        """Returns ``Prediction(task: Task, draft: TaskDraft)`` (exploring: also ``exploration``); raises
+        `DraftError`."""
+        inputs = self._inputs(domain, plan, entities, feedback, allowed_tools)
+        if self.explore:
+            inputs.pop("signature")
+            raw = self._explorer(domain)(**inputs)
+        else:
+            raw = self.generate(**inputs)
         return self._result(raw, domain, plan, task_id, allowed_tools)
 
     async def aforward(
@@ -200,8 +267,18 @@ class TaskGenerator(dspy.Module):
         feedback: str | Sequence[str] = "",
         allowed_tools: Sequence[str] | None = None,
     ) -> dspy.Prediction:
-        raw = await self.generate.acall(**self._inputs(domain, plan, entities, feedback, allowed_tools))
+        inputs = self._inputs(domain, plan, entities, feedback, allowed_tools)
+        if self.explore:
+            inputs.pop("signature")
+            raw = await self._explorer(domain).acall(**inputs)
+        else:
+            raw = await self.generate.acall(**inputs)
         return self._result(raw, domain, plan, task_id, allowed_tools)
+
+
+def _exploration_note(exploration: Exploration) -> str:
+    path = " -> ".join(exploration.read_path) or "no lookups"
+    return f"(exploration: {path}; ended by {exploration.stop} after {exploration.steps} step(s))"
 
 
 _SMALL_TEXT = 120  # characters of the persona in small-model mode

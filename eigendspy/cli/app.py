@@ -286,11 +286,13 @@ def _print_report(report) -> None:
 
 def _register_engine_commands() -> None:
     """Every command module registers here, so no command module imports another."""
+    from eigendspy.cli import evolve_loop
     from eigendspy.cli.evolve import evolve_cmd
     from eigendspy.cli.synth import register
     from eigendspy.cli.train import train_app
 
     register(app)
+    evolve_loop.register(app)
     app.command(name="evolve")(evolve_cmd)
     app.add_typer(train_app, name="train")
 

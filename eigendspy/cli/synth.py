@@ -11,7 +11,7 @@ import asyncio
 import math
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -68,6 +68,9 @@ def synth(
     small_model: Annotated[bool, typer.Option(help="Per-call typed outputs for a tiny LM (eigendspy.lm.small_model)")
                            ] = False,
     llm_judges: Annotated[bool, typer.Option(help="Ask the LLM judges (off: execution and pre-checks decide)")] = True,
+    generator: Annotated[Literal["sampled", "explore"], typer.Option(
+        "--generator", help="Task generator: 'sampled' rows, or 'explore' the DB with read tools (dspy.ReAct)")
+                         ] = "sampled",
 ) -> None:
     """Synthesize verified tasks and accepted dialogues into a resumable run directory."""
     from eigendspy.domains import get_domain
@@ -75,13 +78,14 @@ def synth(
     from eigendspy.engine.store.store import RunExistsError, RunManifest, holds_run_files
     from eigendspy.lm.config import RoleLMConfig, build_role_lms
     from eigendspy.lm.preflight import check_role_lms
+    from eigendspy.optimizers.loop.versions import compiled_versions
 
     lm_config = RoleLMConfig.from_toml(config) if config else RoleLMConfig()
     check_role_lms(lm_config, source=str(config) if config else "the LM config")  # no key, no provider: stop now
     per_round = max(1, math.ceil(n / (streams * rounds)))
     cfg = EngineConfig(domain=domain, data_dir=str(data) if data else None, seed=seed, streams=streams,
                        rounds=rounds, tasks_per_round=per_round, episodes_per_task=episodes, concurrency=concurrency,
-                       small_model=small_model, llm_judges=llm_judges)
+                       small_model=small_model, llm_judges=llm_judges, generator_mode=generator)
     dom = get_domain(domain, data_dir=data)
     manifest = RunManifest(config=cfg, lms=lm_config.ids(), seed=seed, domain=domain,
                            data_dir=str(data) if data else None, notes={"n": n})
@@ -96,6 +100,7 @@ def synth(
     if compiled is not None:  # before the run directory exists: a wrong path leaves nothing behind
         try:
             loaded = roles.load_compiled(compiled)
+            manifest.compiled = compiled_versions(compiled)  # which programs made this run (content hashes)
         except FileNotFoundError as exc:
             raise typer.BadParameter(str(exc), param_hint="--compiled") from exc
     console.print(f"[bold]synth[/] {domain}: {streams} streams x {rounds} rounds x {per_round} tasks, "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import dspy
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eigendspy.agents import Assistant, UserSimulator
 from eigendspy.agents.meta_planner import MetaPlanner
@@ -60,6 +60,22 @@ class EngineConfig(BaseModel):
     llm_judges: bool = True
     """Ask the task and trajectory LLM judges. Off: execution and the deterministic pre-checks decide
     alone and the verdicts say so — for a judge LM too weak to judge."""
+    near_duplicate_jaccard: float | None = Field(0.5, gt=0, le=1)
+    """Reject a task as a near-duplicate when it acts on an entity an earlier accepted task acts on and their
+    scenario + gold-action texts share at least this share of word 2-grams (`engine.filters.DuplicateFilter`).
+    ``None``: exact duplicates (same gold actions) only."""
+    generator_mode: Literal["sampled", "explore"] = "sampled"
+    """How the task generator sees the DB. ``sampled``: a few sampled rows (``entities_k``, ``entities_chars``).
+    ``explore``: a `dspy.ReAct` agent over the domain's read tools, starting from those rows, bounded by
+    ``explore_steps`` (`eigendspy.agents.explore_generator`); not combinable with ``small_model``."""
+    explore_steps: int = Field(6, ge=1)
+    """The ReAct step bound of ``generator_mode="explore"``."""
+
+    @model_validator(mode="after")
+    def _explore_needs_full_outputs(self) -> EngineConfig:
+        if self.generator_mode == "explore" and self.small_model:
+            raise ValueError("generator_mode='explore' cannot be combined with small_model")
+        return self
 
 
 @dataclass

@@ -66,7 +66,7 @@ class DataEngine:
         self.progress = progress
         self.driver = ItemWorker(domain, roles, config)  # planner and reflector calls run here
         self.worker = worker if worker is not None else self.driver
-        self.duplicates = DuplicateFilter()
+        self.duplicates = DuplicateFilter(config.near_duplicate_jaccard)
         held_out = []
         if config.held_out_split and config.held_out_split in domain.splits():
             held_out = domain.tasks(config.held_out_split)
@@ -261,12 +261,13 @@ class DataEngine:
 
     def _diversity(self) -> DiversityReport:
         plans = [PlanPair.model_validate_json(p.read_text()) for p in sorted(self.plans_dir.glob("*.json"))]
-        accepted = [r.task for r in self.store.iter_records("task", accepted=True) if r.task is not None]
+        records = [r for r in self.store.iter_records("task", accepted=True) if r.task is not None]
+        accepted = [r.task for r in records]
         per_plan: dict[str, tuple[int, int]] = {}
         for d in self.store.iter_records("dialogue"):
             acc, tried = per_plan.get(d.plan_id or "-", (0, 0))
             per_plan[d.plan_id or "-"] = (acc + int(d.accepted), tried + 1)
-        return diversity_report(plans, accepted, per_plan)
+        return diversity_report(plans, accepted, per_plan, {r.task.id: r.round for r in records})
 
 
 def _order(work_key: str) -> tuple[int, int, int]:

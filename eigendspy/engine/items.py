@@ -141,13 +141,16 @@ class ItemWorker:
 
 
 def apply_modes(roles: Roles, config: EngineConfig) -> None:
-    """Switch the role modules to the config's small-model mode and judge setting (in place: the
+    """Switch the role modules to the config's small-model mode, generator mode and judge setting (in place: the
     roles belong to this run; Ray workers build their own and apply the same config). A role played by
     a plain participant (the gold teacher as assistant) has no such mode and is left as it is."""
     if config.small_model:
         for role in (roles.generator, roles.assistant, roles.user):
             if isinstance(role, dspy.Module):
                 role.small_model = True
+    if config.generator_mode == "explore":
+        roles.generator.explore = True
+        roles.generator.max_explore_steps = config.explore_steps
     if not config.llm_judges:
         roles.task_validator.use_judge = False
         roles.trajectory_validator.use_judge = False

@@ -38,6 +38,7 @@ from eigendspy.optimizers.report import (
     role_name,
     write_run,
 )
+from eigendspy.optimizers.role_lms import keep_role_lms, record_role_lms
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +319,8 @@ def evolve(
         budget: ``"light" | "medium" | "heavy"`` (the optimizer's auto mode), or an int: GEPA's
             metric calls, MIPROv2's trials, or BootstrapFewShot's demos.
         reflection_lm: GEPA's reflection LM; MIPROv2's prompt model (default: ``task_lm``).
-        task_lm: LM for predictors without their own (context LM during compile and evaluation).
+        task_lm: LM for predictors without their own (context LM during compile and evaluation); a
+            predictor's own LM is kept through every optimizer (`eigendspy.optimizers.role_lms`).
         seed: Optimizer seed.
         out_dir: When given, save the compiled role (``compiled/<role>.json`` + a version), the
             report (JSON, markdown) and ``score_curve.png`` there.
@@ -353,7 +355,7 @@ def evolve(
 
     with lm_usage() as eval_usage:
         before = evaluate_program(program, valset, metric, task_lm, num_threads)
-    snapshot = _snapshot(program)
+    snapshot, role_lms = _snapshot(program), record_role_lms(program)
     outcome = _Outcome()
     kwargs = dict(optimizer_kwargs or {})
     t0 = time.perf_counter()
@@ -365,6 +367,7 @@ def evolve(
                                     num_threads, threshold, kwargs, outcome)
         else:
             compiled = _run_bootstrap(program, trainset, metric, budget, threshold, kwargs, outcome)
+    compiled = keep_role_lms(compiled, role_lms)  # stock optimizers drop or copy per-role LMs (role_lms.py)
     optimize_s = time.perf_counter() - t0
     with lm_usage() as more_eval:
         after = evaluate_program(compiled, valset, metric, task_lm, num_threads)

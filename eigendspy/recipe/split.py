@@ -10,18 +10,17 @@ held-out set. The same check runs against the second held-out set (tau2-bench's 
 
 from __future__ import annotations
 
-import json
 import random
-import re
 from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from eigendspy.core.records import TaskRecord
+from eigendspy.core.similarity import jaccard, task_shingles
 from eigendspy.core.task import Task
 from eigendspy.recipe.config import SplitSettings
 
-_WORD = re.compile(r"[\w#@.\-]+")
+__all__ = ["NearDuplicate", "SplitReport", "accepted_tasks", "closest", "jaccard", "shingles", "split_by_cell"]
 
 
 class NearDuplicate(BaseModel):
@@ -51,16 +50,8 @@ class SplitReport(BaseModel):
 
 
 def shingles(task: Task, n: int = 3) -> frozenset[tuple[str, ...]]:
-    """Word n-grams of the task's scenario text and its gold actions (name and canonical arguments)."""
-    actions = " ".join(f"{a.name} {json.dumps(a.arguments, sort_keys=True)}" for a in task.gold_actions)
-    words = _WORD.findall(f"{task.user_scenario.render()} {actions}".lower())
-    if len(words) < n:
-        return frozenset({tuple(words)}) if words else frozenset()
-    return frozenset(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
-
-
-def jaccard(a: frozenset, b: frozenset) -> float:
-    return len(a & b) / len(a | b) if a or b else 0.0
+    """Word n-grams of the task's scenario text and its gold actions (`eigendspy.core.similarity.task_shingles`)."""
+    return task_shingles(task, n)
 
 
 def closest(task: Task, pool: Sequence[tuple[str, frozenset]], n: int) -> tuple[str | None, float]:

@@ -1,6 +1,7 @@
 """Test doubles, importable by users, notebooks, benchmarks and tests (like ``dspy.utils.dummies``).
 
-A scripted DSPy LM whose answers come from Python, scripted engine roles, a scripted NL judge, a scripted
+A scripted DSPy LM whose answers come from Python, scripted engine roles (also with planted, learnable
+failures for the closed loop: `eigendspy.testing.planted`), a scripted NL judge, a scripted
 rollout backend, a local server speaking the vLLM protocol, a hung LM endpoint, doubles of TRL's vLLM client
 and engine, a tiny random chat model built offline, and a plain ChatML chat template (no tools, no
 generation markers) like small models' own.
@@ -16,6 +17,8 @@ _EXPORTS = {
     "scripted_lm": "eigendspy.testing.lm",
     "ScriptedRequest": "eigendspy.testing.request",
     "scripted_roles": "eigendspy.testing.roles",
+    "planted_roles": "eigendspy.testing.planted",
+    "run_planted_loop": "eigendspy.testing.planted",
     "ScriptedBackend": "eigendspy.testing.backend",
     "ScriptedJudge": "eigendspy.testing.judge",
     "LocalServer": "eigendspy.testing.vllm_server",

@@ -20,6 +20,7 @@ The request view a policy receives (:class:`ScriptedRequest`, built by
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import json
 import threading
@@ -176,6 +177,38 @@ def render_answer(view: ScriptedRequest, answer: Answer) -> Response:
     )
 
 
+# --- saving -----------------------------------------------------------------------------------------------
+
+
+def policy_path(source: Any) -> str | None:
+    """``"module:qualname"`` of a module-level policy (a function or class), else None (a lambda, a closure,
+    an instance or a list of answers cannot be named, so it cannot be saved)."""
+    module, qualname = getattr(source, "__module__", None), getattr(source, "__qualname__", None)
+    if not callable(source) or not module or not qualname or "<" in qualname or module == "__main__":
+        return None
+    path = f"{module}:{qualname}"
+    try:
+        return path if _import_policy(path) is source else None
+    except (ImportError, AttributeError):
+        return None
+
+
+def _import_policy(path: str) -> Policy:
+    module, _, qualname = path.partition(":")
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found
+
+
+class UnsavedPolicy:
+    """The policy of a scripted LM loaded from a saved program whose policy had no import path."""
+
+    def __call__(self, request: ScriptedRequest) -> Answer:
+        raise ScriptExhaustedError("this scripted LM was loaded from a saved program, but its policy (a lambda, "
+                                   "closure, instance or list of answers) could not be saved; set the LM again")
+
+
 # --- engines ----------------------------------------------------------------------------------------------
 
 
@@ -215,6 +248,19 @@ class ScriptedEngine:
     def __deepcopy__(self, memo: dict[int, Any]) -> ScriptedEngine:
         return self  # engines are borrowed: LM copies share the policy and the call log
 
+    def dump_state(self) -> dict[str, Any]:
+        """What ``ScriptedLM.dump_state`` (so ``module.save``) records: the policy's import path (None when it
+        has none: the reloaded LM then raises when called) and the engine's settings."""
+        return {"policy": policy_path(self.source), "latency_s": self.latency_s,
+                "native_tools": self.supports_function_calling, "structured_outputs": self.supports_response_schema}
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> ScriptedEngine:
+        """Rebuild from `dump_state` (DSPy calls it only with ``allow_unsafe_lm_state=True``: it imports code)."""
+        policy = _import_policy(state["policy"]) if state.get("policy") else UnsavedPolicy()
+        return cls(policy, latency_s=state.get("latency_s", 0.0), native_tools=state.get("native_tools", True),
+                   structured_outputs=state.get("structured_outputs", True))
+
     def _begin(self, request: Request) -> tuple[ScriptedRequest, Any]:
         validate_request(request)
         view = self.log.record(lambda index: build_request_view(request, index))
@@ -251,6 +297,13 @@ class AsyncScriptedEngine:
     def __deepcopy__(self, memo: dict[int, Any]) -> AsyncScriptedEngine:
         return self
 
+    def dump_state(self) -> dict[str, Any]:
+        return self.sync.dump_state()
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> AsyncScriptedEngine:
+        return cls(ScriptedEngine.load_state(state))
+
     async def complete(self, request: Request) -> Response:
         view, answer = self.sync._begin(request)
         if inspect.isawaitable(answer):
@@ -285,12 +338,18 @@ class ScriptedLM(dspy.LM):
         structured_outputs: Declare ``response_format`` / JSON-schema support to ``JSONAdapter``.
         cache: DSPy response cache; off so identical requests still reach the policy.
         num_retries: DSPy retries; 0 so a failing call never consumes extra script answers.
+        engine: A ready engine instead of ``source`` (how ``dspy.LM.load_state`` rebuilds a saved LM).
+        async_engine: Ignored: the async engine always wraps ``engine``, so both paths share one log.
         **kwargs: Forwarded to ``dspy.LM`` (e.g. ``temperature``, ``callbacks``).
+
+    Saving: ``module.save`` works with a ScriptedLM attached (`ScriptedEngine.dump_state` records the
+    policy's import path); ``module.load(path, allow_unsafe_lm_state=True)`` rebuilds it (DSPy's rule for
+    any custom LM class). A policy without an import path reloads as `UnsavedPolicy`, which raises.
     """
 
     def __init__(
         self,
-        source: Policy | Sequence[Answer | Policy],
+        source: Policy | Sequence[Answer | Policy] | None = None,
         *,
         latency_s: float = 0.0,
         model: str = "scripted/policy",
@@ -298,11 +357,16 @@ class ScriptedLM(dspy.LM):
         structured_outputs: bool = True,
         cache: bool = False,
         num_retries: int = 0,
+        engine: ScriptedEngine | None = None,
+        async_engine: Any = None,
         **kwargs: Any,
     ) -> None:
-        engine = ScriptedEngine(
-            source, latency_s=latency_s, native_tools=native_tools, structured_outputs=structured_outputs
-        )
+        if engine is None:
+            if source is None:
+                raise TypeError("ScriptedLM needs a policy or a list of answers")
+            engine = ScriptedEngine(
+                source, latency_s=latency_s, native_tools=native_tools, structured_outputs=structured_outputs
+            )
         super().__init__(
             model,
             engine=engine,

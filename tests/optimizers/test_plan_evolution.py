@@ -127,7 +127,9 @@ class ReasonReflector:
 
 
 def roles(reflector):
-    return scripted_roles(planner=planner, generator=Generator(), user=user, assistant=assistant, reflector=reflector)
+    out = scripted_roles(planner=planner, generator=Generator(), user=user, assistant=assistant, reflector=reflector)
+    out.planner.overlap_threshold = 1.0  # the four streams share an intent on purpose (they differ in planted causes)
+    return out
 
 
 def test_plan_evolution_removes_planted_causes_only_from_reasons(tmp_path):

@@ -75,8 +75,9 @@ class RunManifest(BaseModel):
     """What produced a run: enough to reproduce it and to tell two runs apart.
 
     Versions default to what is installed now; ``config`` accepts the engine's pydantic config
-    and stores its JSON dump. ``resumed_at`` grows each time the run is reopened; ``notes`` is a
-    free dict for later changes (e.g. workflow evolution adjusting engine settings).
+    and stores its JSON dump. ``resumed_at`` grows each time the run is reopened; ``compiled`` names
+    the compiled programs the roles were loaded from (``synth --compiled``, each evolve-loop round);
+    ``notes`` is a free dict for later changes (e.g. workflow evolution adjusting engine settings).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -91,6 +92,8 @@ class RunManifest(BaseModel):
     domain: str | None = None
     data_dir: str | None = None
     resumed_at: list[str] = Field(default_factory=list)
+    compiled: dict[str, str] = Field(default_factory=dict, description="Role -> content hash of the compiled "
+                                     "program that role started from (empty: every role ran uncompiled)")
     notes: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("config", mode="before")
