@@ -19,14 +19,17 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from eigendspy.agents.findings import Finding
-from eigendspy.agents.leakage import leakage_findings
-from eigendspy.agents.trajectory_prechecks import dialogue_findings, ordering_findings
 from eigendspy.core.domain import Domain
 from eigendspy.core.messages import Message
 from eigendspy.core.records import DialogueRecord
 from eigendspy.core.task import Task
+
+# The checks live in `eigendspy.agents`, whose package imports DSPy; exporting (and the training stack that
+# imports the export module) must work without DSPy, so they are imported where they run.
+if TYPE_CHECKING:
+    from eigendspy.agents.findings import Finding
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,9 @@ __all__ = ["ExportRejection", "count_kinds", "decisive_findings", "screen_dialog
 def decisive_findings(messages: Sequence[Message], domain: Domain, task: Task | None) -> list[Finding]:
     """A dialogue's decisive pre-check findings; without its task, only the checks that need none
     (prompt leakage and format chatter on both sides, the domain's ordering rules)."""
+    from eigendspy.agents.leakage import leakage_findings
+    from eigendspy.agents.trajectory_prechecks import dialogue_findings, ordering_findings
+
     if task is not None:
         found = dialogue_findings(task, messages, domain)
     else:
