@@ -13,6 +13,8 @@ from eigendspy.agents.transcript import transcript
 from eigendspy.core.messages import Message
 from eigendspy.core.participants import TurnContext
 from eigendspy.core.task import StructuredUserInstructions, Task
+from eigendspy.lm.bounded_state import bounded_lm_state
+from eigendspy.lm.cached_adapter import default_adapter_scope, shared_chat_adapter
 from eigendspy.signatures.user import UserTurn
 from eigendspy.signatures.user_tools import UserToolTurn
 
@@ -64,6 +66,12 @@ class UserSimulator(dspy.Module):
         return await self.turn.acall(scenario=scenario, dialogue=dialogue)
 
     async def respond(self, messages: Sequence[Message], ctx: TurnContext) -> Message:
+        # A turn retains no DSPy trace/history (unless an optimizer traces) and, where the caller set no adapter,
+        # formats its prompt with the shared cached adapter (byte-identical to DSPy's ChatAdapter).
+        with bounded_lm_state(), default_adapter_scope(shared_chat_adapter()):
+            return await self._respond(messages, ctx)
+
+    async def _respond(self, messages: Sequence[Message], ctx: TurnContext) -> Message:
         tools = None
         if ctx.tools and self.use_tools:
             key = id(ctx.domain)

@@ -205,6 +205,7 @@ def demo_synth(
     from eigendspy.engine.config import EngineConfig, Roles
     from eigendspy.engine.engine import DataEngine
     from eigendspy.engine.store.store import RunManifest, RunStore, holds_run_files
+    from eigendspy.lm.cached_adapter import json_adapter
     from eigendspy.lm.config import ROLES
     from eigendspy.lm.local.engine import local_lm
     from eigendspy.lm.local.fetch import ModelNotFetchedError
@@ -227,7 +228,7 @@ def demo_synth(
     threads_before = torch.get_num_threads()
     try:
         torch.set_num_threads(threads or threads_before)
-        with dspy.context(adapter=dspy.JSONAdapter()):
+        with dspy.context(adapter=json_adapter(cfg.cached_adapter)):
             roles = Roles.from_lms({r: lm for r in ROLES})
             result = asyncio.run(DataEngine(domain, roles, store, cfg, progress=counter).run())
     finally:

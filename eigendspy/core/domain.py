@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from eigendspy.core.gc_pause import gc_paused
 from eigendspy.core.policy_rules import OrderingRule
 from eigendspy.core.state import BaseDB, tau2_hash
 from eigendspy.core.tool import EnvFunction, ToolError, ToolKind, ToolSpec, assertion, env_function, tool
@@ -169,9 +170,10 @@ class Domain:
         """The shared, parsed agent DB (loaded once)."""
         with self._lock:
             if self._base is None:
-                model = self._load_db()
-                if not isinstance(model, self.db_model):
-                    model = self.db_model.model_validate(model)
+                with gc_paused():  # parse or generate: millions of objects, no garbage (see gc_pause)
+                    model = self._load_db()
+                    if not isinstance(model, self.db_model):
+                        model = self.db_model.model_validate(model)
                 self._base = BaseDB(model)
             return self._base
 
@@ -181,9 +183,10 @@ class Domain:
             return None
         with self._lock:
             if self._user_base is None:
-                model = self._load_user_db()
-                if self.user_db_model is not None and not isinstance(model, self.user_db_model):
-                    model = self.user_db_model.model_validate(model)
+                with gc_paused():
+                    model = self._load_user_db()
+                    if self.user_db_model is not None and not isinstance(model, self.user_db_model):
+                        model = self.user_db_model.model_validate(model)
                 self._user_base = BaseDB(model)
             return self._user_base
 

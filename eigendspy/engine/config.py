@@ -70,6 +70,13 @@ class EngineConfig(BaseModel):
     ``explore_steps`` (`eigendspy.agents.explore_generator`); not combinable with ``small_model``."""
     explore_steps: int = Field(6, ge=1)
     """The ReAct step bound of ``generator_mode="explore"``."""
+    keep_lm_history: bool = False
+    """Keep DSPy's trace and LM history for every role call (``dspy.inspect_history`` while debugging). Off:
+    each call runs under `eigendspy.lm.bounded_state.bounded_lm_state`, so a long run keeps flat memory
+    (a trace an optimizer set itself is kept either way)."""
+    cached_adapter: bool = True
+    """Format role prompts with `eigendspy.lm.cached_adapter.CachedChatAdapter` where DSPy would use its default
+    ``ChatAdapter`` (same prompts byte for byte, the signature/tools part formatted once). Off: DSPy's own."""
 
     @model_validator(mode="after")
     def _explore_needs_full_outputs(self) -> EngineConfig:

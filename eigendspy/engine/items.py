@@ -26,6 +26,8 @@ from eigendspy.core.records import DialogueRecord, Stage, TaskRecord, Usage, Ver
 from eigendspy.core.task import Task
 from eigendspy.engine.config import EngineConfig, Roles
 from eigendspy.engine.entities import sample_entities
+from eigendspy.lm.bounded_state import bounded_lm_state
+from eigendspy.lm.cached_adapter import chat_adapter, default_adapter_scope
 from eigendspy.lm.resilience import CallFailedError, CircuitBreaker, call_with_retries
 from eigendspy.scoring.checker import Checker
 
@@ -48,19 +50,23 @@ class ItemWorker:
         apply_modes(roles, config)
         self.breaker = CircuitBreaker(config.breaker_threshold)
         self.semaphore = asyncio.Semaphore(config.concurrency)
+        # off: DSPy's own ChatAdapter, set explicitly so the role modules' shared cached adapter steps aside too
+        self.adapter = chat_adapter(cached=config.cached_adapter)
 
     async def call(self, role: str, fn: Callable[[], Awaitable[Any]], usage: Usage) -> Any:
         async def counted() -> Any:
             usage.add(role)
             async with self.semaphore:
                 self.breaker.check()  # a call queued behind the semaphore must not start once it opened
-                with track_usage() as tracker:  # covers predictions and participant turns alike
-                    result = await fn()
+                with track_usage() as tracker, bounded_lm_state(keep_trace=self.config.keep_lm_history,
+                                                                 keep_history=self.config.keep_lm_history):
+                    result = await fn()  # usage is tracked apart from the history, which is off by default
             _record_tokens(tracker.get_total_tokens(), role, usage)
             return result
 
-        return await call_with_retries(counted, role=role, attempts=self.config.retries,
-                                       base_delay=self.config.retry_delay_s, breaker=self.breaker)
+        with default_adapter_scope(self.adapter):
+            return await call_with_retries(counted, role=role, attempts=self.config.retries,
+                                           base_delay=self.config.retry_delay_s, breaker=self.breaker)
 
     async def make_task(self, stream: int, r: int, key: str, plan: PlanPair) -> TaskRecord:
         cfg = self.config

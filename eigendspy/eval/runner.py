@@ -21,6 +21,7 @@ from eigendspy.core.participants import Participant
 from eigendspy.core.task import Task
 from eigendspy.eval.pass_k import EvalReport, TrialOutcome, evaluate_outcomes, plot_pass_hat_k
 from eigendspy.eval.tau2_results import RunInfo, write_results
+from eigendspy.lm.bounded_state import bounded_lm_state
 from eigendspy.scoring.checker import Checker
 from eigendspy.scoring.nl_judge import NLJudge
 
@@ -52,8 +53,21 @@ def run_episodes(
     tau2_compat: bool = False,
     config: EpisodeConfig | None = None,
     progress: bool = True,
+    keep_lm_history: bool = False,
 ) -> list[Episode]:
-    """Run and score ``trials`` episodes per task (NL assertions excluded unless a judge is given)."""
+    """Run and score ``trials`` episodes per task (NL assertions excluded unless a judge is given).
+
+    DSPy roles run with DSPy's trace and LM history off (`eigendspy.lm.bounded_state`) so memory stays
+    flat over long evaluations; ``keep_lm_history=True`` keeps both (``dspy.inspect_history``).
+    """
+    with bounded_lm_state(keep_trace=keep_lm_history, keep_history=keep_lm_history):
+        return _run(domain, tasks, assistant, user, trials=trials, concurrency=concurrency, nl_judge=nl_judge,
+                    exclude_nl=exclude_nl, tau2_compat=tau2_compat, config=config, progress=progress)
+
+
+def _run(domain: Domain, tasks: Sequence[Task], assistant: Participant, user: Participant, *, trials: int,
+         concurrency: int, nl_judge: NLJudge | None, exclude_nl: bool, tau2_compat: bool,
+         config: EpisodeConfig | None, progress: bool) -> list[Episode]:
     orch = Orchestrator(
         domain, assistant, user, config=config, tau2_compat=tau2_compat,
         checker_factory=lambda t: Checker(domain, t, nl_judge=nl_judge, exclude_nl=exclude_nl or nl_judge is None,

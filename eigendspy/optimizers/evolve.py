@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import dspy
 
+from eigendspy.lm.bounded_state import keep_lm_state
 from eigendspy.optimizers.metrics import Metric, as_bool_metric, score_of, validate_metric
 from eigendspy.optimizers.report import (
     CurvePoint,
@@ -83,17 +84,16 @@ def evaluate_program(program: dspy.Module, examples: Sequence[dspy.Example], met
 
 @contextlib.contextmanager
 def lm_usage() -> Iterator[LMUsage]:
-    """Collect calls, tokens and cost of every LM call made inside the block (DSPy's global history).
-
-    The global history sees copies of LMs too (MIPROv2 copies its prompt model per proposal), which
-    per-LM histories would miss. It holds 10,000 entries; beyond that the counts are lower bounds.
-    """
+    """Collect calls, tokens and cost of every LM call made inside the block (DSPy's global history, kept on
+    inside for episodes: `keep_lm_state`). It sees copies of LMs too (MIPROv2 copies its prompt model per
+    proposal), which per-LM histories would miss; it holds 10,000 entries, beyond that counts are lower bounds."""
     from dspy.clients.base_lm import GLOBAL_HISTORY, MAX_HISTORY_SIZE
 
     usage = LMUsage()
     seen = {entry.get("uuid") for entry in GLOBAL_HISTORY}
     try:
-        yield usage
+        with keep_lm_state(trace=False, history=True):
+            yield usage
     finally:
         new = [e for e in list(GLOBAL_HISTORY) if e.get("uuid") not in seen]
         if dspy.settings.disable_history:

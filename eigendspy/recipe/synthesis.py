@@ -77,6 +77,7 @@ def run_synthesis(config: RecipeConfig, folder: Path, domain: Any, roles: Roles 
     import dspy
 
     from eigendspy.engine.engine import DataEngine
+    from eigendspy.lm.cached_adapter import json_adapter
 
     cfg = engine_config(config)
     run_dir = folder / RUN
@@ -86,7 +87,7 @@ def run_synthesis(config: RecipeConfig, folder: Path, domain: Any, roles: Roles 
     built = build_roles(config, roles)
     local = "local" in (config.synthesis_lm, config.teacher)
     try:
-        with dspy.context(adapter=dspy.JSONAdapter()) if local else contextlib.nullcontext():
+        with dspy.context(adapter=json_adapter(cfg.cached_adapter)) if local else contextlib.nullcontext():
             result = asyncio.run(DataEngine(domain, built, store, cfg, progress=on_record).run())
     finally:
         store.close()

@@ -26,6 +26,7 @@ import string
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
+from eigendspy.core.gc_pause import gc_paused
 from eigendspy.domains.airline import rules
 from eigendspy.domains.airline.catalog import (
     AIRPORT_COORDS,
@@ -63,11 +64,13 @@ from eigendspy.domains.airline.db import (
     ReservationFlight,
     User,
 )
+from eigendspy.domains.airline.itinerary import Leg, Network, return_route, route
 from eigendspy.domains.airline.write_tools import NEW_CERTIFICATE_IDS, NEW_RESERVATION_IDS
 
 Fares = dict[str, dict[CabinClass, int]]
 """Base fare per flight number and cabin (what bookings made before a flight closed paid)."""
 CURRENT = datetime.fromisoformat(NOW)
+TODAY, TOMORROW = CURRENT.date(), CURRENT.date() + timedelta(days=1)
 FIRST_DATE = date(2024, 5, 1)
 RESERVED_IDS = set(NEW_RESERVATION_IDS) | set(NEW_CERTIFICATE_IDS)
 """Ids the tools mint themselves; the generator never uses them, so the tools behave as in tau2."""
@@ -101,11 +104,6 @@ def _clock(minutes: int) -> str:
     return f"{rest // 60:02d}:{rest % 60:02d}:00" + ("+1" if day else "")
 
 
-def _minutes(clock: str) -> int:
-    hours, mins, _ = clock.removesuffix("+1").split(":")
-    return int(hours) * 60 + int(mins) + (24 * 60 if clock.endswith("+1") else 0)
-
-
 def _duration(origin: str, destination: str) -> int:
     """Block time in minutes: taxi and climb plus cruise at ~780 km/h, rounded to 30 minutes."""
     (lat1, lon1), (lat2, lon2) = AIRPORT_COORDS[origin], AIRPORT_COORDS[destination]
@@ -114,32 +112,35 @@ def _duration(origin: str, destination: str) -> int:
     return max(60, round((40 + km / 13) / 30) * 30)
 
 
-def _status(rng: random.Random, day: date, dep: int, arr: int, base: dict[CabinClass, int]) -> FlightDateStatus:
-    """The status of one flight-date, consistent with the fixed current time."""
-    start = datetime.combine(day, datetime.min.time())
-    depart, arrive = start + timedelta(minutes=dep), start + timedelta(minutes=arr)
-    iso = "%Y-%m-%dT%H:%M:%S"
+def _status(
+    rng: random.Random, day: date, depart: datetime, arrive: datetime, base: dict[CabinClass, int]
+) -> FlightDateStatus:
+    """The status of one flight-date (scheduled ``depart``/``arrive``), consistent with the fixed current time.
+
+    Times are written with ``isoformat()`` (whole minutes, no zone: the same text as
+    ``strftime("%Y-%m-%dT%H:%M:%S")``, several times faster; this runs for every flight-date).
+    """
     if rng.random() < 0.04:
         return FlightDateStatusCancelled()
     if arrive <= CURRENT:
         late = timedelta(minutes=rng.choice([0, 0, 0, 5, 15, 40]))
         return FlightDateStatusLanded(
-            actual_departure_time_est=(depart + late).strftime(iso),
-            actual_arrival_time_est=(arrive + late).strftime(iso),
+            actual_departure_time_est=(depart + late).isoformat(),
+            actual_arrival_time_est=(arrive + late).isoformat(),
         )
     if depart <= CURRENT:
         return FlightDateStatusFlying(
-            actual_departure_time_est=depart.strftime(iso), estimated_arrival_time_est=arrive.strftime(iso)
+            actual_departure_time_est=depart.isoformat(), estimated_arrival_time_est=arrive.isoformat()
         )
-    if day == CURRENT.date() or (day == CURRENT.date() + timedelta(days=1) and rng.random() < 0.1):
-        if rng.random() < 0.3 or day != CURRENT.date():
+    if day == TODAY or (day == TOMORROW and rng.random() < 0.1):
+        if rng.random() < 0.3 or day != TODAY:
             late = timedelta(minutes=rng.choice([30, 60, 90, 150]))
             return FlightDateStatusDelayed(
-                estimated_departure_time_est=(depart + late).strftime(iso),
-                estimated_arrival_time_est=(arrive + late).strftime(iso),
+                estimated_departure_time_est=(depart + late).isoformat(),
+                estimated_arrival_time_est=(arrive + late).isoformat(),
             )
         return FlightDateStatusOnTime(
-            estimated_departure_time_est=depart.strftime(iso), estimated_arrival_time_est=arrive.strftime(iso)
+            estimated_departure_time_est=depart.isoformat(), estimated_arrival_time_est=arrive.isoformat()
         )
     swing = rng.uniform(0.8, 1.25)
     return FlightDateStatusAvailable(
@@ -154,7 +155,8 @@ def _flights(rng: random.Random, num_flights: int, days: int) -> tuple[dict[str,
     numbers = sorted(rng.sample(range(1, max(1000, 2 * num_flights)), num_flights))
     flights: dict[str, Flight] = {}
     fares: dict[str, dict[CabinClass, int]] = {}
-    dates = [FIRST_DATE + timedelta(days=i) for i in range(days)]
+    days_flown = [FIRST_DATE + timedelta(days=i) for i in range(days)]
+    dates = [(d, d.isoformat(), datetime(d.year, d.month, d.day)) for d in days_flown]  # day, key, midnight
     route: tuple[str, str] | None = None
     for index, number in enumerate(numbers):
         if index % 2 == 0 or route is None:  # a new route; the next flight flies it back
@@ -164,6 +166,7 @@ def _flights(rng: random.Random, num_flights: int, days: int) -> tuple[dict[str,
             destination, origin = route
         block = _duration(origin, destination)
         dep = rng.randrange(5 * 2, 23 * 2 + 1) * 30  # departures 05:00 .. 23:00 on the half hour
+        depart, arrive = timedelta(minutes=dep), timedelta(minutes=dep + block)
         base_fare = 40 + block * 0.9
         base = {c: round(base_fare * rng.uniform(*CABIN_PRICE_FACTOR[c])) for c in CABINS}
         flight_number = f"HAT{number:03d}"
@@ -173,7 +176,9 @@ def _flights(rng: random.Random, num_flights: int, days: int) -> tuple[dict[str,
             destination=destination,
             scheduled_departure_time_est=_clock(dep),
             scheduled_arrival_time_est=_clock(dep + block),
-            dates={d.isoformat(): _status(rng, d, dep, dep + block, base) for d in dates},
+            dates={
+                iso: _status(rng, day, start + depart, start + arrive, base) for day, iso, start in dates
+            },
         )
         fares[flight_number] = base
     return flights, fares
@@ -225,55 +230,6 @@ def _person(rng: random.Random) -> Passenger:
 
 
 # -- reservations -----------------------------------------------------------------------------------
-Leg = tuple[Flight, str]
-"""A flight on a date (``YYYY-MM-DD``)."""
-
-
-def _shift(day: str, days: int) -> str:
-    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
-
-
-def _connection(rng: random.Random, first: Leg, onward: list[Flight], destination: str) -> Leg | None:
-    """A second leg to ``destination`` leaving at least an hour after ``first`` lands."""
-    flight, day = first
-    arrival = _minutes(flight.scheduled_arrival_time_est)
-    day2, ready = (_shift(day, 1), arrival - 24 * 60 + 60) if arrival >= 24 * 60 else (day, arrival + 60)
-    options = [
-        f
-        for f in onward
-        if f.destination == destination and day2 in f.dates and _minutes(f.scheduled_departure_time_est) >= ready
-    ]
-    return (rng.choice(options), day2) if options else None
-
-
-def _route(rng: random.Random, by_origin: dict[str, list[Flight]], start: Leg, one_stop: bool) -> list[Leg] | None:
-    """Outbound legs from ``start``: the flight itself, or it plus a connection onwards."""
-    if not one_stop:
-        return [start]
-    hub = start[0].destination
-    targets = sorted({f.destination for f in by_origin.get(hub, []) if f.destination != start[0].origin})
-    if not targets:
-        return None
-    second = _connection(rng, start, by_origin[hub], rng.choice(targets))
-    return [start, second] if second else None
-
-
-def _return_route(rng: random.Random, by_origin: dict[str, list[Flight]], outbound: list[Leg]) -> list[Leg] | None:
-    """The way back, a few days later, over the same airports in reverse."""
-    stops = [outbound[0][0].origin] + [leg[0].destination for leg in outbound]
-    day = _shift(outbound[-1][1], rng.randint(1, 6))
-    first = [f for f in by_origin.get(stops[-1], []) if f.destination == stops[-2] and day in f.dates]
-    if not first:
-        return None
-    legs: list[Leg] = [(rng.choice(first), day)]
-    for stop in reversed(stops[:-2]):
-        nxt = _connection(rng, legs[-1], by_origin.get(legs[-1][0].destination, []), stop)
-        if nxt is None:
-            return None
-        legs.append(nxt)
-    return legs
-
-
 def _pay(rng: random.Random, user: User, total: int) -> list[Payment]:
     """Payments within the policy's limits: maybe one certificate, maybe one gift card, then a card."""
     methods = list(user.payment_methods.values())
@@ -300,20 +256,17 @@ def _pay(rng: random.Random, user: User, total: int) -> list[Payment]:
 
 
 def make_reservation(
-    rng: random.Random, ids: _Ids, user: User, flights: dict[str, Flight], fares: Fares
+    rng: random.Random, ids: _Ids, user: User, network: Network, fares: Fares
 ) -> Reservation | None:
     """One consistent reservation for ``user``, or None when the drawn itinerary does not exist."""
-    by_origin: dict[str, list[Flight]] = {}
-    for flight in flights.values():
-        by_origin.setdefault(flight.origin, []).append(flight)
-    start_flight = rng.choice(list(flights.values()))
+    start_flight = rng.choice(network.flights)
     start: Leg = (start_flight, rng.choice(list(start_flight.dates)))
-    outbound = _route(rng, by_origin, start, one_stop=rng.random() < 0.3)
+    outbound = route(rng, network, start, one_stop=rng.random() < 0.3)
     if outbound is None:
         return None
     legs, flight_type = outbound, "one_way"
     if rng.random() < 0.5:
-        back = _return_route(rng, by_origin, outbound)
+        back = return_route(rng, network, outbound)
         if back is not None:
             legs, flight_type = outbound + back, "round_trip"
     cabin: CabinClass = rng.choices(list(CABIN_WEIGHTS), weights=list(CABIN_WEIGHTS.values()))[0]
@@ -381,17 +334,19 @@ def generate_db(
     """
     if num_users < 1 or num_flights < 2 or days < 1:
         raise ValueError(f"need num_users >= 1, num_flights >= 2 and days >= 1; got {num_users}, {num_flights}, {days}")
-    rng = random.Random(seed)
-    ids = _Ids(rng)
-    flights, fares = _flights(rng, num_flights, days)
-    users = _users(rng, ids, num_users)
-    reservations: dict[str, Reservation] = {}
-    user_list = list(users.values())
-    wanted = 2 * num_users if num_reservations is None else num_reservations
-    for _ in range(wanted):
-        user = rng.choice(user_list)
-        reservation = make_reservation(rng, ids, user, flights, fares)
-        if reservation is not None:
-            reservations[reservation.reservation_id] = reservation
-            user.reservations.append(reservation.reservation_id)
-    return FlightDB(flights=flights, users=users, reservations=reservations)
+    with gc_paused():  # millions of objects and no garbage: see `eigendspy.core.gc_pause`
+        rng = random.Random(seed)
+        ids = _Ids(rng)
+        flights, fares = _flights(rng, num_flights, days)
+        users = _users(rng, ids, num_users)
+        reservations: dict[str, Reservation] = {}
+        user_list = list(users.values())
+        network = Network(flights)
+        wanted = 2 * num_users if num_reservations is None else num_reservations
+        for _ in range(wanted):
+            user = rng.choice(user_list)
+            reservation = make_reservation(rng, ids, user, network, fares)
+            if reservation is not None:
+                reservations[reservation.reservation_id] = reservation
+                user.reservations.append(reservation.reservation_id)
+        return FlightDB(flights=flights, users=users, reservations=reservations)
