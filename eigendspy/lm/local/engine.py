@@ -22,6 +22,9 @@ offered (``supports_function_calling=False``): adapters then write tool calls as
 
 Prompts are built and kept inside the context window by :mod:`eigendspy.lm.local.prompt` (when too long,
 messages are dropped or cut in the middle; ``provider_data["prompt_truncated"]`` records it).
+
+Why a prefix KV cache (:mod:`eigendspy.lm.local.prefix_cache`; ``prefix_cache=0`` turns it off): a role's calls
+share a long instruction/policy prefix, so each call prefills only what follows the longest cached token prefix.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,9 @@ import dspy
 from dspy.clients.engines.base import validate_request
 from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_events
 
+from eigendspy.lm.local.decode import DecodeStats, Generation, croppable, greedy_decode
 from eigendspy.lm.local.grammar import BONUS, CLOSERS, GrammarProcessor, compile_schema, new_compiler  # noqa: F401
+from eigendspy.lm.local.prefix_cache import PrefixCache
 from eigendspy.lm.local.prompt import chat_messages, fit_prompt, response_schema
 from eigendspy.lm.small_model import bound_schema
 
@@ -50,25 +54,6 @@ __all__ = ["AsyncLocalEngine", "Generation", "LocalEngine", "chat_messages", "lo
 
 _LOADED: dict[str, LocalEngine] = {}  # engines rebuilt by load_state, so an LM's two engine records share weights
 _LOADED_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One answer of :meth:`LocalEngine.generate`: what DSPy's usage and history record, plus timing.
-
-    ``completion_tokens`` counts closing-mode tokens too; ``finish_reason`` is ``"length"`` when the
-    budget ran out (a constrained answer is still valid JSON then); ``seconds`` is prefill + decoding,
-    without waiting for the lock; ``prompt_truncated`` says the prompt was cut to fit the context.
-    """
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
-    seconds: float
-    prompt_truncated: bool
-    constrained: bool
-    call_index: int
 
 
 class LocalEngine:
@@ -90,6 +75,9 @@ class LocalEngine:
         max_string_chars: Small-model mode: every schema string without ``maxLength`` gets this one.
         max_array_items: Small-model mode: every schema array without ``maxItems`` gets this one
             (both via :func:`eigendspy.lm.small_model.bound_schema`; None leaves schemas as DSPy sent them).
+        prefix_cache: Prompts whose KV states later calls sharing a token prefix reuse (`PrefixCache`); 0: off.
+        draft_tokens: Prompt-lookup tokens verified per forward in greedy decoding (`decode`); 0 (default, no
+            measured gain on ``demo-synth``), sampling or stop strings: ``model.generate`` decodes.
     """
 
     supports_function_calling = False
@@ -109,6 +97,8 @@ class LocalEngine:
         device: str = "cpu",
         max_string_chars: int | None = None,
         max_array_items: int | None = None,
+        prefix_cache: int = 4,
+        draft_tokens: int = 0,
     ) -> None:
         import torch
         import transformers
@@ -134,6 +124,8 @@ class LocalEngine:
         self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
         self.close_tokens, self.device = close_tokens, device
         self.max_string_chars, self.max_array_items = max_string_chars, max_array_items
+        self.prefix_cache = PrefixCache(prefix_cache) if prefix_cache > 0 else None
+        self.draft_tokens, self.last_decode = draft_tokens, DecodeStats()
         self._lock = threading.Lock()
         self._calls = itertools.count()
         self._compiler: Any = None
@@ -144,17 +136,10 @@ class LocalEngine:
 
     def dump_state(self) -> dict[str, Any]:
         """What ``dspy.LM.dump_state`` saves (a program saved with this LM set reloads it)."""
-        return {
-            "model_dir": str(self.model_dir),
-            "max_new_tokens": self.max_new_tokens,
-            "temperature": self.temperature,
-            "seed": self.seed,
-            "close_tokens": self.close_tokens,
-            "context_window": self.context_window,
-            "device": self.device,
-            "max_string_chars": self.max_string_chars,
-            "max_array_items": self.max_array_items,
-        }
+        names = ("max_new_tokens", "temperature", "seed", "close_tokens", "context_window", "device",
+                 "max_string_chars", "max_array_items", "draft_tokens")
+        prefix = self.prefix_cache.max_entries if self.prefix_cache is not None else 0
+        return {"model_dir": str(self.model_dir), **{n: getattr(self, n) for n in names}, "prefix_cache": prefix}
 
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> LocalEngine:
@@ -209,6 +194,7 @@ class LocalEngine:
         """
         import torch
         import transformers
+        from transformers import DynamicCache
 
         budget = max_new_tokens or self.max_new_tokens
         temperature = self.temperature if temperature is None else temperature
@@ -235,15 +221,29 @@ class LocalEngine:
                 **options,
             )
             inputs = torch.tensor([ids], device=self.device)
+            prefix = self.prefix_cache
+            cache, reused = prefix.start(ids, self.model.config) if prefix is not None else (None, 0)
+            own_loop = not sample and not stop and self.draft_tokens > 0
+            if own_loop and (cache is None or not croppable(cache)):
+                cache, reused = DynamicCache(config=self.model.config), 0
+                own_loop = croppable(cache)
             with torch.inference_mode(), torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed if seed is not None else self.seed + call)
-                out = self.model.generate(
-                    input_ids=inputs,
-                    attention_mask=torch.ones_like(inputs),
-                    generation_config=config,
-                    logits_processor=transformers.LogitsProcessorList([processor] if processor else []),
-                    tokenizer=self.tokenizer if stop else None,
-                )
+                if own_loop:  # greedy: the same tokens as model.generate, fewer forwards (eigendspy.lm.local.decode)
+                    new, self.last_decode = greedy_decode(self.model, ids, cache, reused, processor, budget + extra,
+                                                          self.eos_ids, self.draft_tokens)
+                    out = torch.tensor([ids + new])
+                else:
+                    out = self.model.generate(
+                        input_ids=inputs,
+                        attention_mask=torch.ones_like(inputs),
+                        generation_config=config,
+                        logits_processor=transformers.LogitsProcessorList([processor] if processor else []),
+                        tokenizer=self.tokenizer if stop else None,
+                        **({"cache": cache} if cache is not None else {}),
+                    )
+            if prefix is not None and not prefix.finish(ids, cache):
+                self.prefix_cache = None  # sliding-window or other layers: no reuse for this model
             seconds = time.perf_counter() - started
         new = out[0, len(ids) :].tolist()
         ended = bool(new) and new[-1] in self.eos_ids
@@ -257,7 +257,8 @@ class LocalEngine:
             finish = "stop" if finished and not processor.closing else "length"
         else:
             finish = "stop" if ended or hit_stop else "length"
-        return Generation(text, len(ids), len(new), finish, seconds, truncated, processor is not None, call)
+        return Generation(text, len(ids), len(new), finish, seconds, truncated, processor is not None, call, reused,
+                          tuple(new))
 
     def complete(self, request: Request) -> Response:
         """Answer one canonical lm15 request (DSPy's engine contract)."""
@@ -284,6 +285,7 @@ class LocalEngine:
                 "seconds": round(result.seconds, 4),
                 "prompt_truncated": result.prompt_truncated,
                 "constrained": result.constrained,
+                "cached_tokens": result.cached_tokens,
             },
         )
 
@@ -336,6 +338,8 @@ def local_lm(
     device: str = "cpu",
     max_string_chars: int | None = None,
     max_array_items: int | None = None,
+    prefix_cache: int = 4,
+    draft_tokens: int = 0,
     model: str | None = None,
     cache: bool = False,
     **kwargs: Any,
@@ -359,6 +363,8 @@ def local_lm(
         device: Torch device.
         max_string_chars: Bound every unbounded schema string (small-model mode; see `LocalEngine`).
         max_array_items: Bound every unbounded schema array (small-model mode; see `LocalEngine`).
+        prefix_cache: Prompts whose KV states are reused by later calls sharing a token prefix; 0: off.
+        draft_tokens: Prompt-lookup draft tokens verified per forward in greedy decoding; 0 (default): off.
         model: Model string recorded in history; default ``local/<folder name>``.
         cache: DSPy's response cache, off by default: two folders with the same name would
             share entries, and a deterministic local call is cheap to repeat.
@@ -374,6 +380,8 @@ def local_lm(
         device=device,
         max_string_chars=max_string_chars,
         max_array_items=max_array_items,
+        prefix_cache=prefix_cache,
+        draft_tokens=draft_tokens,
     )
     kwargs.setdefault("num_retries", 0)  # a local failure is deterministic: retrying repeats it
     return dspy.LM(
