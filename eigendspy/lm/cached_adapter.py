@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -332,13 +333,12 @@ class CachedJSONAdapter(PromptCacheMixin, dspy.JSONAdapter):
         return None
 
 
-_SHARED: dict[str, dspy.Adapter] = {}
-
-
+@functools.cache
 def shared_chat_adapter() -> dspy.ChatAdapter:
     """One process-wide `CachedChatAdapter` for the role modules' turns: every episode formats the same few
-    signatures, so one bounded, locked cache serves them all (Ray workers each build their own)."""
-    return _SHARED.setdefault("chat", CachedChatAdapter())
+    signatures, so one bounded, locked cache serves them all (Ray workers each build their own). Built once:
+    it is looked up on every turn."""
+    return CachedChatAdapter()
 
 
 def chat_adapter(cached: bool = True) -> dspy.ChatAdapter:

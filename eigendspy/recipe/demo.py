@@ -17,6 +17,7 @@ from typing import Any
 
 from eigendspy.recipe.config import PRESETS, RecipeConfig
 from eigendspy.recipe.results import RecipeResult
+from eigendspy.recipe.stages import StageStore
 
 REPORT, LOSS_PLOT = "report.md", "sft_loss.png"
 
@@ -39,11 +40,6 @@ def run_demo(config: RecipeConfig, out: str | Path, *, roles: Any = None,
     out = Path(out)
     result = run_recipe(config, out, roles=roles, progress=progress, on_record=on_record)
     return result, write_report(result, out)
-
-
-def _stage(out: Path, stage: str) -> dict[str, Any]:
-    path = out / stage / "stage.json"
-    return json.loads(path.read_text())["result"] if path.is_file() else {}
 
 
 def plot_sft_loss(sft_dir: Path, path: Path) -> Path | None:
@@ -106,7 +102,8 @@ def write_report(result: RecipeResult, out: Path) -> Path:
     """``out/report.md``: what ran, what the engine accepted and rejected, the export, SFT, base vs SFT."""
     from eigendspy.engine.store.store import RunStore
 
-    synth, split, sft = result.synthesis, result.split, _stage(out, "sft_agent")
+    marker = StageStore(out).marker("sft_agent")
+    synth, split, sft = result.synthesis, result.split, (marker.result if marker else {})
     export_dir = out / "split" / "export"
     lines = [f"# eigendspy demo: {Path(result.model).name}", "",
              f"The recipe at demo size: synthesize -> inspect -> export -> LoRA SFT -> evaluate base vs SFT on "
