@@ -171,7 +171,7 @@ def artifact_module(program: dspy.Module) -> dspy.Module:
     return evolved[1] if evolved is not None else program
 
 
-def _without_lms(module: dspy.Module) -> dspy.Module:
+def without_lms(module: dspy.Module) -> dspy.Module:
     """A copy with no per-predictor LMs: LMs are runtime choices, not artifacts (and a custom engine,
     like the scripted one, need not be serializable)."""
     clone = module.deepcopy()
@@ -192,7 +192,7 @@ def save_compiled(program: dspy.Module, out_dir: str | Path, role: str | None = 
     version = 1
     while (folder / f"{role}.v{version}.json").exists():
         version += 1
-    module = _without_lms(artifact_module(program))
+    module = without_lms(artifact_module(program))
     versioned, latest = folder / f"{role}.v{version}.json", folder / f"{role}.json"
     module.save(str(versioned))
     module.save(str(latest))

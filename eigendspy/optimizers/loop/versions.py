@@ -18,7 +18,7 @@ import dspy
 
 from eigendspy.engine.config import compiled_files
 from eigendspy.engine.store.files import atomic_write_text
-from eigendspy.optimizers.report import artifact_module
+from eigendspy.optimizers.report import artifact_module, without_lms
 
 __all__ = ["compiled_versions", "program_state", "save_versioned", "state_hash"]
 
@@ -37,9 +37,7 @@ def state_hash(state: dict[str, Any]) -> str:
 
 def program_state(program: dspy.Module) -> dict[str, Any]:
     """What ``save_compiled`` would write for ``program`` (its evolved role, no LMs), as a dict."""
-    module = artifact_module(program).deepcopy()
-    for _, predictor in module.named_predictors():
-        predictor.lm = None
+    module = without_lms(artifact_module(program))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "state.json"
         module.save(str(path))
