@@ -142,16 +142,19 @@ def ordering_findings(messages: Sequence[Message], domain: Domain) -> list[Findi
 
 
 def dialogue_findings(
-    task: Task, messages: Sequence[Message], domain: Domain, *, leak_ngram: int = 10, check_invented: bool = True,
-    assistant_instructions: Sequence[str] = (),
+    task: Task | None, messages: Sequence[Message], domain: Domain, *, leak_ngram: int = 10,
+    check_invented: bool = True, assistant_instructions: Sequence[str] = (),
 ) -> list[Finding]:
     """Every pre-check finding about both parties, decisive ones first (user before assistant).
 
     Args:
+        task: The dialogue's task; None (an export of a record whose task is gone) skips the user checks
+            that compare the user's words with the task's scenario, and keeps the rest.
         assistant_instructions: Prompt texts the assistant was given beyond the built-in ones (an
             optimized program's instructions), checked for recital like them.
     """
-    found = [*user_findings(task, messages, domain, leak_ngram=leak_ngram, check_invented=check_invented),
+    found = [*(user_findings(task, messages, domain, leak_ngram=leak_ngram, check_invented=check_invented)
+               if task is not None else []),
              *leakage_findings(messages, "user"),
              *leakage_findings(messages, "assistant", policy=domain.policy, instructions=assistant_instructions),
              *ordering_findings(messages, domain)]

@@ -39,15 +39,9 @@ __all__ = ["ExportRejection", "count_kinds", "decisive_findings", "screen_dialog
 def decisive_findings(messages: Sequence[Message], domain: Domain, task: Task | None) -> list[Finding]:
     """A dialogue's decisive pre-check findings; without its task, only the checks that need none
     (prompt leakage and format chatter on both sides, the domain's ordering rules)."""
-    from eigendspy.agents.leakage import leakage_findings
-    from eigendspy.agents.trajectory_prechecks import dialogue_findings, ordering_findings
+    from eigendspy.agents.trajectory_prechecks import dialogue_findings
 
-    if task is not None:
-        found = dialogue_findings(task, messages, domain)
-    else:
-        found = [*leakage_findings(messages, "user"),
-                 *leakage_findings(messages, "assistant", policy=domain.policy),
-                 *ordering_findings(messages, domain)]
+    found = dialogue_findings(task, messages, domain)
     return [f for f in found if f.decisive]
 
 
