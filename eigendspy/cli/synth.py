@@ -63,6 +63,9 @@ def synth(
                      ] = False,
     concurrency: Annotated[int, typer.Option(help="LM calls in flight")] = 16,
     ray: Annotated[str | None, typer.Option("--ray", help="Run items on Ray: 'auto' or a cluster address")] = None,
+    workers: Annotated[str, typer.Option(help="Local worker processes for the items: 'auto' (one per 16 streams "
+                                              "with API LMs; in-process for the embedded model) or N (1: in-process)")
+                       ] = "auto",
     compiled: Annotated[Path | None, typer.Option(help="Start roles from compiled programs (evolve's OUT/compiled)")
                         ] = None,
     small_model: Annotated[bool, typer.Option(help="Per-call typed outputs for a tiny LM (eigendspy.lm.small_model)")
@@ -75,8 +78,9 @@ def synth(
     """Synthesize verified tasks and accepted dialogues into a resumable run directory."""
     from eigendspy.domains import get_domain
     from eigendspy.engine.config import EngineConfig, Roles
+    from eigendspy.engine.processes import worker_count
     from eigendspy.engine.store.store import RunExistsError, RunManifest, holds_run_files
-    from eigendspy.lm.config import RoleLMConfig, build_role_lms
+    from eigendspy.lm.config import LOCAL, RoleLMConfig, build_role_lms
     from eigendspy.lm.preflight import check_role_lms
     from eigendspy.optimizers.loop.versions import compiled_versions
 
@@ -85,7 +89,12 @@ def synth(
     per_round = max(1, math.ceil(n / (streams * rounds)))
     cfg = EngineConfig(domain=domain, data_dir=str(data) if data else None, seed=seed, streams=streams,
                        rounds=rounds, tasks_per_round=per_round, episodes_per_task=episodes, concurrency=concurrency,
-                       small_model=small_model, llm_judges=llm_judges, generator_mode=generator)
+                       small_model=small_model, llm_judges=llm_judges, generator_mode=generator,
+                       workers=_parse_workers(workers))
+    try:  # a number of workers the roles cannot have (the embedded model runs in-process): refuse before anything
+        worker_count(cfg, can_rebuild_roles=LOCAL not in lm_config.ids().values())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--workers") from exc
     dom = get_domain(domain, data_dir=data)
     manifest = RunManifest(config=cfg, lms=lm_config.ids(), seed=seed, domain=domain,
                            data_dir=str(data) if data else None, notes={"n": n})
@@ -122,10 +131,14 @@ def _run_engine(out: Path, dom: Domain, roles: Roles, cfg: EngineConfig, manifes
     (`discard_if_unused`), so the same command can simply be rerun once the cause is fixed; an LM that
     stays down is reported with the endpoint and timeout of the role that failed last.
     """
+    import functools
+
     from eigendspy.engine.engine import DataEngine
+    from eigendspy.engine.processes import ProcessWorkerPool, worker_count
+    from eigendspy.engine.remote_items import roles_from_config
     from eigendspy.engine.store.discard import discard_if_unused
     from eigendspy.engine.store.store import RunStore
-    from eigendspy.lm.config import ROLES
+    from eigendspy.lm.config import LOCAL, ROLES
     from eigendspy.lm.resilience import LMUnavailableError
 
     existed = out.exists()
@@ -134,13 +147,15 @@ def _run_engine(out: Path, dom: Domain, roles: Roles, cfg: EngineConfig, manifes
     pool = None
     try:
         if ray:
-            import functools
-
-            from eigendspy.engine.ray import RayWorkerPool, roles_from_config
+            from eigendspy.engine.ray import RayWorkerPool
 
             pool = RayWorkerPool.start((cfg.domain, cfg.data_dir, {}),  # actors load --compiled too
                                        functools.partial(roles_from_config, lm_config), cfg, compiled=compiled,
                                        address=ray)
+        elif (n := worker_count(cfg, can_rebuild_roles=LOCAL not in lm_config.ids().values())) > 1:
+            pool = ProcessWorkerPool.start((cfg.domain, cfg.data_dir, {}), functools.partial(
+                roles_from_config, lm_config), cfg, num_workers=n, compiled=compiled)  # workers load --compiled too
+            console.print(f"items on {n} worker processes", style="dim")
         engine = DataEngine(dom, roles, store, cfg, progress=counter, worker=pool)
         with Live(counter.table(), console=console, refresh_per_second=4) as live:
             def tick(event: str, ok: bool) -> None:
@@ -161,6 +176,15 @@ def _run_engine(out: Path, dom: Domain, roles: Roles, cfg: EngineConfig, manifes
         store.close()
         if pool is not None:
             pool.shutdown()
+
+
+def _parse_workers(value: str) -> str | int:
+    """``--workers``: ``auto`` or a positive number of worker processes."""
+    if value == "auto":
+        return value
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise typer.BadParameter(f"{value!r} is neither 'auto' nor a positive number", param_hint="--workers")
 
 
 def _check_resume(out: Path, wanted: RunManifest, force: bool) -> None:
@@ -205,10 +229,10 @@ def demo_synth(
     from eigendspy.engine.config import EngineConfig, Roles
     from eigendspy.engine.engine import DataEngine
     from eigendspy.engine.store.store import RunManifest, RunStore, holds_run_files
-    from eigendspy.lm.cached_adapter import json_adapter
     from eigendspy.lm.config import ROLES
     from eigendspy.lm.local.engine import local_lm
     from eigendspy.lm.local.fetch import ModelNotFetchedError
+    from eigendspy.lm.small_model_adapter import small_model_adapter
 
     if holds_run_files(out):  # demo-synth has no --resume: say what it can do, before the model loads
         raise CLIError(f"{out} is not empty; choose another --out or remove that directory")
@@ -228,7 +252,7 @@ def demo_synth(
     threads_before = torch.get_num_threads()
     try:
         torch.set_num_threads(threads or threads_before)
-        with dspy.context(adapter=json_adapter(cfg.cached_adapter)):
+        with dspy.context(adapter=small_model_adapter()):  # stable-first prompts: the prefix cache pays
             roles = Roles.from_lms({r: lm for r in ROLES})
             result = asyncio.run(DataEngine(domain, roles, store, cfg, progress=counter).run())
     finally:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dspy
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from eigendspy.agents import Assistant, UserSimulator
 from eigendspy.agents.meta_planner import MetaPlanner
@@ -74,6 +74,13 @@ class EngineConfig(BaseModel):
     """Keep DSPy's trace and LM history for every role call (``dspy.inspect_history`` while debugging). Off:
     each call runs under `eigendspy.lm.bounded_state.bounded_lm_state`, so a long run keeps flat memory
     (a trace an optimizer set itself is kept either way)."""
+    workers: Literal["auto"] | PositiveInt = "auto"
+    """Worker processes that run the items (`eigendspy.engine.processes.ProcessWorkerPool`; results are identical).
+    ``"auto"``: one process per 16 streams, at least 2 and at most max(4, CPUs), when there are at least 16 streams
+    and the roles can be rebuilt in a child process (the front end has a picklable roles factory: API or scripted
+    LMs); in-process otherwise — a few streams gain nothing, and the embedded local model must not load its
+    weights once per process. An integer: that many (``1``: in-process). Resolved by
+    `eigendspy.engine.processes.worker_count`; how fast a run goes, not what it makes (a resume may change it)."""
     cached_adapter: bool = True
     """Format role prompts with `eigendspy.lm.cached_adapter.CachedChatAdapter` where DSPy would use its default
     ``ChatAdapter`` (same prompts byte for byte, the signature/tools part formatted once). Off: DSPy's own."""
@@ -106,6 +113,15 @@ class Roles:
     def names(cls) -> list[str]:
         """The role names, which are also the artifact names of compiled roles (``<role>.json``)."""
         return [f.name for f in fields(cls)]
+
+    def lms(self) -> list[Any]:
+        """Every predictor's LM across the roles (``None`` where a predictor uses DSPy's configured LM)."""
+        found = []
+        for name in self.names():
+            role = getattr(self, name)
+            if isinstance(role, dspy.Module):
+                found += [predictor.lm for _, predictor in role.named_predictors()]
+        return found
 
     @classmethod
     def from_lms(cls, lms: dict[str, dspy.LM]) -> Roles:

@@ -56,8 +56,10 @@ class DataEngine:
         store: The run store (new or resumed).
         config: Engine settings.
         progress: Called with a short event string after every stored record (for progress UIs).
-        worker: Who makes tasks and plays episodes: an in-process `ItemWorker` by default, or a
-            Ray pool (`eigendspy.engine.ray.RayWorkerPool`) with the same two async methods.
+        worker: Who makes tasks and plays episodes: an in-process `ItemWorker` by default, or a pool with
+            the same two async methods — local worker processes (`eigendspy.engine.processes.ProcessWorkerPool`,
+            what ``synth`` starts at >= 16 streams, see `EngineConfig.workers`) or Ray actors
+            (`eigendspy.engine.ray.RayWorkerPool`). The caller starts and closes the pool.
     """
 
     def __init__(self, domain: Domain, roles: Roles, store: RunStore, config: EngineConfig,

@@ -7,7 +7,7 @@ filters on the driver, and hands out items that depend only on their inputs and 
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import random
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +28,7 @@ from eigendspy.engine.config import EngineConfig, Roles
 from eigendspy.engine.entities import sample_entities
 from eigendspy.lm.bounded_state import bounded_lm_state
 from eigendspy.lm.cached_adapter import chat_adapter, default_adapter_scope
+from eigendspy.lm.request_slots import RequestSlots, limits_requests, request_slots
 from eigendspy.lm.resilience import CallFailedError, CircuitBreaker, call_with_retries
 from eigendspy.scoring.checker import Checker
 
@@ -49,15 +50,21 @@ class ItemWorker:
         self.domain, self.roles, self.config = domain, roles, config
         apply_modes(roles, config)
         self.breaker = CircuitBreaker(config.breaker_threshold)
-        self.semaphore = asyncio.Semaphore(config.concurrency)
+        # The concurrency limit is on LM requests in flight: held inside each request when every role LM
+        # takes request slots itself (`eigendspy.lm.request_slots`), else around each whole role call.
+        self.slots = RequestSlots(config.concurrency, on_acquire=self.breaker.check)
+        self.slot_per_request = limits_requests(roles.lms())
         # off: DSPy's own ChatAdapter, set explicitly so the role modules' shared cached adapter steps aside too
         self.adapter = chat_adapter(cached=config.cached_adapter)
 
     async def call(self, role: str, fn: Callable[[], Awaitable[Any]], usage: Usage) -> Any:
         async def counted() -> Any:
             usage.add(role)
-            async with self.semaphore:
-                self.breaker.check()  # a call queued behind the semaphore must not start once it opened
+            async with contextlib.AsyncExitStack() as scope:
+                if self.slot_per_request:
+                    scope.enter_context(request_slots(self.slots))
+                else:
+                    await scope.enter_async_context(self.slots)  # the breaker is checked once a slot is granted
                 with track_usage() as tracker, bounded_lm_state(keep_trace=self.config.keep_lm_history,
                                                                  keep_history=self.config.keep_lm_history):
                     result = await fn()  # usage is tracked apart from the history, which is off by default

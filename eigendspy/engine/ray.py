@@ -6,7 +6,8 @@ identical to a local run with the same seeds. Each actor builds its domain once 
 ``get_domain`` arguments) and its roles once, from a picklable factory (LM clients hold locks and
 connections that must not be pickled). Roles that start from compiled programs (``compiled``, evolve's
 ``OUT/compiled``) are loaded into each actor's roles too: the files' bytes travel with the actor, since a
-cluster's nodes need not see the driver's disk.
+cluster's nodes need not see the driver's disk. The actor is `eigendspy.engine.remote_items.RemoteItems`, the
+same worker local processes run (`eigendspy.engine.processes.ProcessWorkerPool`, the default on one machine).
 
 ```python
 factory = functools.partial(roles_from_config, RoleLMConfig.from_toml("roles.toml"))
@@ -20,56 +21,24 @@ engine = DataEngine(domain, roles, store, config, worker=pool)
 from __future__ import annotations
 
 import itertools
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eigendspy.core.records import DialogueRecord, TaskRecord
+from eigendspy.engine.remote_items import (
+    CompiledSnapshot,
+    DomainSpec,
+    RemoteItems,
+    roles_from_config,
+    snapshot_compiled,
+)
 
 if TYPE_CHECKING:
     from eigendspy.core.plans import PlanPair
     from eigendspy.engine.config import EngineConfig, Roles
-    from eigendspy.lm.config import RoleLMConfig
 
-DomainSpec = tuple[str, str | None, dict[str, Any]]
-"""(domain name, tau2 data dir or None, extra ``get_domain`` keyword arguments)."""
-CompiledSnapshot = dict[str, bytes]
-"""The bytes of each compiled ``<role>.json``, by role name."""
-
-
-def roles_from_config(lm_config: RoleLMConfig) -> Roles:
-    """A picklable roles factory for real LMs (use with ``functools.partial``)."""
-    from eigendspy.engine.config import Roles
-    from eigendspy.lm.config import build_role_lms
-
-    return Roles.from_lms(build_role_lms(lm_config))
-
-
-class _Actor:
-    """Lives in a Ray worker process: one domain, one set of roles, one `ItemWorker`."""
-
-    def __init__(self, domain_spec: DomainSpec, roles_factory: Callable[[], Roles], config: EngineConfig,
-                 compiled: CompiledSnapshot | None = None) -> None:
-        from eigendspy.domains import get_domain
-        from eigendspy.engine.items import ItemWorker
-
-        name, data_dir, kwargs = domain_spec
-        roles = roles_factory()
-        if compiled:
-            with tempfile.TemporaryDirectory() as folder:  # the same loader as the driver's: DSPy's module.load
-                for role, data in compiled.items():
-                    (Path(folder) / f"{role}.json").write_bytes(data)
-                roles.load_compiled(folder)
-        self.worker = ItemWorker(get_domain(name, data_dir=data_dir, **kwargs), roles, config)
-
-    async def make_task(self, stream: int, r: int, key: str, plan: PlanPair) -> str:
-        record = await self.worker.make_task(stream, r, key, plan)
-        return record.model_dump_json()
-
-    async def episode(self, rec_json: str, trial: int, key: str) -> str:
-        record = await self.worker.episode(TaskRecord.model_validate_json(rec_json), trial, key)
-        return record.model_dump_json()
+__all__ = ["CompiledSnapshot", "DomainSpec", "RayWorkerPool", "roles_from_config"]
 
 
 class RayWorkerPool:
@@ -97,10 +66,7 @@ class RayWorkerPool:
         """
         import ray
 
-        from eigendspy.engine.config import compiled_files
-
-        snapshot = ({role: path.read_bytes() for role, path in compiled_files(compiled).items()}
-                    if compiled is not None else None)
+        snapshot = snapshot_compiled(compiled)
 
         if not ray.is_initialized():
             try:
@@ -108,12 +74,12 @@ class RayWorkerPool:
             except ConnectionError:
                 ray.init(include_dashboard=False, ignore_reinit_error=True)  # "auto" found no cluster
         n = num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        remote = ray.remote(num_cpus=0.5, max_concurrency=max_concurrency or config.concurrency)(_Actor)
+        remote = ray.remote(num_cpus=0.5, max_concurrency=max_concurrency or config.concurrency)(RemoteItems)
         return cls([remote.remote(domain_spec, roles_factory, config, snapshot) for _ in range(n)])
 
     async def make_task(self, stream: int, r: int, key: str, plan: PlanPair) -> TaskRecord:
         actor = next(self._next)
-        return TaskRecord.model_validate_json(await actor.make_task.remote(stream, r, key, plan))
+        return TaskRecord.model_validate_json(await actor.make_task.remote(stream, r, key, plan.model_dump_json()))
 
     async def episode(self, rec: TaskRecord, trial: int, key: str) -> DialogueRecord:
         actor = next(self._next)

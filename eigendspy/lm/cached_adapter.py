@@ -27,7 +27,9 @@ If a class between the mixin and DSPy's ChatAdapter reimplements that method, it
 
 Demos are formatted per call (their tool inputs hit the value cache), so demos an optimizer swaps in
 show up at once. The JSON adapter also remembers the structured-output response format per signature
-key and LM capabilities (building it is a pydantic ``create_model`` per call in stock DSPy).
+key and LM capabilities (building it is a pydantic ``create_model`` per call in stock DSPy). An LM carrying a
+structured-outputs policy (a vLLM server: `eigendspy.lm.structured_outputs`) is always answered through the JSON
+adapter, under the signature's (bounded) schema with ``max_tokens`` sized from it.
 
 Limits: a tool mutated in place in a way the check cannot see (same object, name, description and args
 dict object, e.g. its ``arg_types`` or an args entry edited) is served stale: build a new tool instead.
@@ -47,9 +49,11 @@ from collections.abc import Callable, Hashable
 from typing import Any, Literal, get_args, get_origin
 
 import dspy
-from dspy.adapters.types.tool import Tool
+from dspy.adapters.types.tool import Tool, ToolCalls
 from dspy.adapters.utils import format_field_value
 from pydantic import BaseModel
+
+from eigendspy.lm.structured_outputs import StructuredOutputs, structured_format, structured_outputs_of
 
 #: Default bound of each cache (entries); a run has a handful of role signatures and tool lists.
 DEFAULT_CACHE_SIZE = 256
@@ -226,6 +230,16 @@ class PromptCacheMixin:
             lm_kwargs["parallel_tool_calls"] = self.parallel_tool_calls
         return processed
 
+    def __call__(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: Any, inputs: Any) -> Any:
+        if structured_outputs_of(lm) is not None and not isinstance(self, dspy.JSONAdapter):  # JSON under its schema
+            return self._make_json_adapter_fallback()(lm, lm_kwargs, signature, demos, inputs)
+        return super().__call__(lm, lm_kwargs, signature, demos, inputs)
+
+    async def acall(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: Any, inputs: Any) -> Any:
+        if structured_outputs_of(lm) is not None and not isinstance(self, dspy.JSONAdapter):
+            return await self._make_json_adapter_fallback().acall(lm, lm_kwargs, signature, demos, inputs)
+        return await super().acall(lm, lm_kwargs, signature, demos, inputs)
+
     def format_system_message(self, signature: type[dspy.Signature]) -> str:
         key = signature_key(signature)
         if key is None:
@@ -318,6 +332,9 @@ class CachedJSONAdapter(PromptCacheMixin, dspy.JSONAdapter):
     """`dspy.JSONAdapter` with its call-invariant prompt parts and response formats cached."""
 
     def _prepare_response_format(self, lm: Any, lm_kwargs: dict[str, Any], signature: type[dspy.Signature]) -> None:
+        policy = structured_outputs_of(lm)
+        if policy is not None:
+            return self._prepare_structured_outputs(policy, lm, lm_kwargs, signature)
         sig = signature_key(signature)
         if sig is None or "response_format" not in lm.supported_params:
             return super()._prepare_response_format(lm, lm_kwargs, signature)
@@ -330,6 +347,26 @@ class CachedJSONAdapter(PromptCacheMixin, dspy.JSONAdapter):
         if cached is not _MISSING:
             # a JSON-mode dict is copied (the LM may edit its kwargs); a schema model class is shared
             lm_kwargs["response_format"] = copy.deepcopy(cached) if isinstance(cached, dict) else cached
+        return None
+
+    def _prepare_structured_outputs(self, policy: StructuredOutputs, lm: Any, lm_kwargs: dict[str, Any],
+                                    signature: type[dspy.Signature]) -> None:
+        """`eigendspy.lm.structured_outputs`: DSPy's format as a (bounded) schema, ``max_tokens`` sized from it."""
+        if self.use_native_function_calling and lm.supports_function_calling and any(
+                f.annotation == ToolCalls for f in signature.output_fields.values()):
+            return None
+        sig = signature_key(signature)
+        key = ("structured", sig, policy, self.use_native_function_calling, bool(lm.supports_response_schema))
+        found = self._format_cache.get(key) if sig is not None else _MISSING
+        if found is _MISSING:
+            chosen: dict[str, Any] = {}
+            super()._prepare_response_format(lm, chosen, signature)
+            found = structured_format(policy, chosen.get("response_format"))
+            if sig is not None:
+                self._format_cache.put(key, found)
+        if found is not None:
+            lm_kwargs["response_format"] = copy.deepcopy(found.response_format)
+            lm_kwargs.setdefault("max_tokens", found.max_tokens)
         return None
 
 

@@ -17,7 +17,10 @@ assistant = { model = "vllm-server/Qwen/Qwen2.5-7B-Instruct", api_base = "http:/
 DSPy 3.4.1 treats ``hosted_vllm/`` as having no function calling and refuses to re-register the
 ``hosted_vllm``/``vllm`` providers, so eigendspy registers its own provider id with the vLLM wire
 compatibility and ``function_calling=True`` (see `vllm_lm`). It needs no API key: a key-less
-local server gets the placeholder ``EMPTY`` unless the entry sets ``api_key``.
+local server gets the placeholder ``EMPTY`` unless the entry sets ``api_key``. Its role calls ask for
+structured outputs (`eigendspy.lm.structured_outputs`: the JSON schema of the role's typed output, ``max_tokens``
+sized from it) unless ``structured_outputs = false``; ``max_string_chars``/``max_array_items`` bound the schema
+as small-model mode does for the embedded model (160 and 3), ``max_tokens`` caps the sized budget.
 
 Every remote role LM is bounded in time (``timeout_s`` for each read/write, 60 s by default, and
 ``connect_timeout_s``, 10 s): DSPy's own default waits up to 600 s on a hung server. Building the
@@ -36,6 +39,8 @@ import dspy
 from pydantic import BaseModel, ConfigDict, Field
 
 from eigendspy.lm.cache import install_endpoint_cache
+from eigendspy.lm.request_slots import SlottedLM
+from eigendspy.lm.structured_outputs import StructuredOutputs, with_structured_outputs
 
 VLLM_PREFIX = "vllm-server/"
 VLLM_PROVIDER = "eigendspy_vllm"
@@ -51,7 +56,8 @@ class LMSpec(BaseModel):
     """One LM: a LiteLLM model id (or ``local``) and keyword arguments for ``dspy.LM``.
 
     ``timeout_s`` bounds each wait for the server (the next byte of the reply, the send);
-    ``connect_timeout_s`` bounds connecting. Neither applies to ``local``.
+    ``connect_timeout_s`` bounds connecting. Neither applies to ``local``. ``structured_outputs``,
+    ``max_string_chars`` and ``max_array_items`` apply to ``vllm-server/`` LMs only (`structured_policy`).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -63,6 +69,17 @@ class LMSpec(BaseModel):
     cache: bool = True
     timeout_s: float = Field(default=60.0, gt=0)
     connect_timeout_s: float = Field(default=NATIVE_CONNECT_TIMEOUT_S, gt=0)
+    structured_outputs: bool = True
+    max_string_chars: int | None = Field(default=None, ge=1)
+    max_array_items: int | None = Field(default=None, ge=1)
+
+    def structured_policy(self) -> StructuredOutputs | None:
+        """How a ``vllm-server/`` LM's role calls ask for structured outputs (None: they do not)."""
+        if not self.structured_outputs:
+            return None
+        ceiling = {"max_tokens": self.max_tokens} if self.max_tokens else {}
+        return StructuredOutputs(max_string_chars=self.max_string_chars, max_array_items=self.max_array_items,
+                                 **ceiling)
 
     def kwargs(self) -> dict[str, Any]:
         extra = dict(self.model_extra or {})
@@ -131,8 +148,9 @@ class RoleLMConfig(BaseModel):
         return {role: self.spec_for(role).model for role in ROLES}
 
 
-def vllm_lm(model: str, api_base: str, **kwargs: Any) -> dspy.LM:
-    """A ``dspy.LM`` for a vLLM server that uses native function calling (registers the provider once)."""
+def vllm_lm(model: str, api_base: str, structured_outputs: StructuredOutputs | None = None, **kwargs: Any) -> dspy.LM:
+    """A ``dspy.LM`` for a vLLM server with native function calling and JSON-schema responses (registers the
+    provider once); with ``structured_outputs``, role calls ask for them (`eigendspy.lm.structured_outputs`)."""
     from dspy.lm15 import AccessPolicy, ModelSupport, ProviderDefinition, register_provider
 
     # The provider is declared once with the vLLM preset's default address; each LM's own api_base
@@ -140,13 +158,15 @@ def vllm_lm(model: str, api_base: str, **kwargs: Any) -> dspy.LM:
     definition = ProviderDefinition.chat(
         AccessPolicy(provider=VLLM_PROVIDER, env_keys=(), base_url="http://localhost:8000/v1"), compat="vllm",
         placeholder_key=PLACEHOLDER_KEY)
-    registered = register_provider(definition, supports=ModelSupport(function_calling=True))
+    registered = register_provider(definition, supports=ModelSupport(function_calling=True, response_schema=True))
     kwargs.setdefault("api_key", PLACEHOLDER_KEY)  # a key-less server; an explicit api_key wins
-    return dspy.LM(f"{registered.id}/{model}", api_base=api_base, **kwargs)
+    lm = SlottedLM(f"{registered.id}/{model}", api_base=api_base, **kwargs)  # a dspy.LM that takes request slots
+    return with_structured_outputs(lm, structured_outputs)
 
 
 def build_role_lms(config: RoleLMConfig, local_factory: Callable[[], dspy.LM] | None = None) -> dict[str, dspy.LM]:
-    """One ``dspy.LM`` per role; identical specs share one LM object (and one local model)."""
+    """One ``dspy.LM`` per role; identical specs share one LM object (and one local model). API and vLLM LMs are
+    `SlottedLM`s: the engine's concurrency limit is then held only while their requests are in flight."""
     install_endpoint_cache()
     built: dict[str, dspy.LM] = {}
     out: dict[str, dspy.LM] = {}
@@ -164,8 +184,9 @@ def build_role_lms(config: RoleLMConfig, local_factory: Callable[[], dspy.LM] | 
                 if not spec.api_base:
                     raise ValueError(f"role {role!r}: a {VLLM_PREFIX}<model> LM needs api_base")
                 kwargs = {k: v for k, v in spec.kwargs().items() if k != "api_base"}
-                built[key] = vllm_lm(spec.model[len(VLLM_PREFIX):], spec.api_base, cache=spec.cache, **kwargs)
+                built[key] = vllm_lm(spec.model[len(VLLM_PREFIX):], spec.api_base, spec.structured_policy(),
+                                     cache=spec.cache, **kwargs)
             else:
-                built[key] = dspy.LM(spec.model, cache=spec.cache, **spec.kwargs())
+                built[key] = SlottedLM(spec.model, cache=spec.cache, **spec.kwargs())
         out[role] = built[key]
     return out

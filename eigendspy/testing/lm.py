@@ -34,6 +34,7 @@ from dspy.adapters.utils import serialize_for_json
 from dspy.clients.engines.base import validate_request
 from dspy.lm15 import Message, Request, Response, TextPart, ToolCallPart, Usage, response_to_events
 
+from eigendspy.lm.request_slots import SlotLimited
 from eigendspy.testing.request import ScriptedRequest, build_request_view, message_text
 
 if TYPE_CHECKING:  # dspy.lm15 does not re-export it; engines/base.py imports it the same way
@@ -320,7 +321,7 @@ class AsyncScriptedEngine:
         pass
 
 
-class ScriptedLM(dspy.LM):
+class ScriptedLM(SlotLimited, dspy.LM):
     """A real ``dspy.LM`` whose answers come from a Python policy or a script.
 
     Example:

@@ -9,8 +9,11 @@ execution, filters, rollouts, checkers, storage and resume.
 
 from __future__ import annotations
 
+import functools
+import pickle
 import re
 import threading
+from collections.abc import Callable
 
 from eigendspy.agents import Assistant, UserSimulator
 from eigendspy.agents.meta_planner import MetaPlanner
@@ -140,3 +143,19 @@ def scripted_roles(fault_every: int = 0, latency_s: float = 0.0, **policies) -> 
         assistant=Assistant(lm=lm("assistant")),
         trajectory_validator=TrajectoryValidator(lm=lm("trajectory_judge")), reflector=Reflector(lm=lm("reflector")),
     )
+
+
+def scripted_roles_factory(fault_every: int = 0, latency_s: float = 0.0, **policies) -> Callable[[], Roles]:
+    """A picklable zero-argument factory of `scripted_roles` with these arguments, for worker processes
+    (`eigendspy.engine.processes.ProcessWorkerPool`, Ray): each worker builds its own LMs from it.
+
+    Raises:
+        TypeError: a policy cannot be pickled (a lambda or nested function: use a module-level function),
+            here rather than in a worker process.
+    """
+    factory = functools.partial(scripted_roles, fault_every=fault_every, latency_s=latency_s, **policies)
+    try:
+        pickle.dumps(factory)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        raise TypeError(f"scripted roles for worker processes need module-level policies: {exc}") from exc
+    return factory

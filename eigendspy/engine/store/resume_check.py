@@ -13,7 +13,7 @@ from typing import Any
 from eigendspy.engine.store.store import RunManifest
 
 #: Config keys that change how fast a run goes, not what it produces: never a reason to refuse.
-OPERATIONAL_KEYS = frozenset({"concurrency"})
+OPERATIONAL_KEYS = frozenset({"concurrency", "workers"})
 
 
 def manifest_differences(stored: RunManifest, wanted: RunManifest) -> list[str]:
