@@ -88,6 +88,12 @@ class RequireBefore(BaseModel):
         then = " / ".join(self.then) if self.then is not None else "any write tool"
         return f"a successful {' / '.join(self.first)} call before {then}"
 
+    def blocked(self, outcomes: Sequence[CallOutcome], writes: Iterable[str]) -> set[str]:
+        """The guarded tools a call now would break the rule with: all of them until a ``first`` call succeeded."""
+        if any(call.ok and call.name in self.first for call in outcomes):
+            return set()
+        return self.guarded(writes)
+
     def violation(self, outcomes: Sequence[CallOutcome], writes: Iterable[str]) -> CallOutcome | None:
         """The first successful guarded call made before any successful ``first`` call, if any."""
         guarded, first = self.guarded(writes), set(self.first)
@@ -120,3 +126,10 @@ class IdentifyBeforeWrite(RequireBefore):
 
 OrderingRule = RequireBefore
 """What ``Domain(rules=...)`` holds: `RequireBefore` or one of its specialisations."""
+
+
+def blocked_tools(rules: Iterable[RequireBefore], messages: Sequence[Message], writes: Iterable[str]) -> set[str]:
+    """The tools the assistant may not call next without breaking one of ``rules`` (small-model mode leaves them
+    out of a turn's choices, so its grammar makes the lookup first instead of a call the pre-checks reject)."""
+    outcomes, writes = call_outcomes(messages, "assistant"), list(writes)
+    return set().union(*(rule.blocked(outcomes, writes) for rule in rules))

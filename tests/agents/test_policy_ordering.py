@@ -9,7 +9,7 @@ from eigendspy.agents import TrajectoryValidator
 from eigendspy.agents.trajectory_prechecks import ordering_findings
 from eigendspy.core.domain import Domain
 from eigendspy.core.messages import Message, ToolCall
-from eigendspy.core.policy_rules import IdentifyBeforeWrite, RequireBefore, call_outcomes
+from eigendspy.core.policy_rules import IdentifyBeforeWrite, RequireBefore, blocked_tools, call_outcomes
 from eigendspy.core.task import Task
 from eigendspy.domains import get_domain
 from eigendspy.domains.mock import tools as mock_tools
@@ -159,3 +159,16 @@ def test_the_validator_rejects_an_ordering_violation_before_any_judge(retail, us
     assert lm.call_count == 0
     ok = TrajectoryValidator(lm=lm, use_judge=False)(domain=retail, task=task, messages=dialogue(LOOKUP, CANCEL))
     assert ok.verdict.passed
+
+
+def test_blocked_tools_are_the_guarded_ones_until_a_first_call_succeeded():
+    rules = [RequireBefore(first=["get_users"], then=["create_task"]),
+             IdentifyBeforeWrite(identify_with=["find_user_id_by_email"])]
+    writes = ["create_task", "cancel_pending_order"]
+    assert blocked_tools(rules, dialogue(), writes) == {"create_task", "cancel_pending_order"}
+    assert blocked_tools(rules, dialogue(call("get_users", "g0", ok=False)), writes) == {
+        "create_task", "cancel_pending_order"}  # a failed lookup unlocks nothing
+    assert blocked_tools(rules[:1], dialogue(call("get_users", "g0")), writes) == set()
+    assert blocked_tools(rules, dialogue(call("get_users", "g0")), writes) == set(writes)  # not identified yet
+    assert blocked_tools(rules, dialogue(call("get_users", "g0"), LOOKUP), writes) == set()
+    assert blocked_tools([], dialogue(), writes) == set()
