@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import multiprocessing as mp
 import os
 import queue
@@ -27,7 +28,13 @@ from eigendspy.core.domain import Domain  # noqa: E402
 from eigendspy.core.orchestrator import Orchestrator  # noqa: E402
 from eigendspy.core.task import EvaluationCriteria, StructuredUserInstructions, Task, UserScenario  # noqa: E402
 from eigendspy.domains import get_domain  # noqa: E402
-from eigendspy.testing.lm import ScriptedRequest, ScriptedToolCall, ScriptedToolCalls, scripted_lm  # noqa: E402
+from eigendspy.testing.lm import (  # noqa: E402
+    ScriptedRequest,
+    ScriptedToolCall,
+    ScriptedToolCalls,
+    render_answer,
+    scripted_lm,
+)
 
 TURNS = 10  # LM calls per episode: 3 user turns, 5 assistant tool-call turns, 2 assistant replies
 WORKER_TIMEOUT_S = 600.0
@@ -213,6 +220,39 @@ def assistant_policy(req: ScriptedRequest) -> dict[str, Any] | ScriptedToolCalls
 # --- one process's share ----------------------------------------------------------------------------------
 
 
+class TimedEngine:
+    """The scripted LM's async engine, timing its own CPU (``time.thread_time`` around its synchronous parts:
+    building the request view, the policy, rendering the answer; not the simulated latency). The scripted engine
+    stands in for a model server, so this share is reported apart from the CPU of the code under test."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.cpu_s = inner, 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def complete(self, request: Any) -> Any:
+        sync = self.inner.sync
+        t0 = time.thread_time()
+        view, answer = sync._begin(request)
+        self.cpu_s += time.thread_time() - t0
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if sync.latency_s:
+            await asyncio.sleep(sync.latency_s)
+        t0 = time.thread_time()
+        response = render_answer(view, answer)
+        self.cpu_s += time.thread_time() - t0
+        return response
+
+
+def timed(lm: dspy.LM) -> TimedEngine:
+    """Wrap ``lm``'s async engine in a `TimedEngine` (the episodes run on the async path) and return it."""
+    engine = TimedEngine(lm._async_engine_spec)
+    lm._async_engine_spec = engine
+    return engine
+
+
 class Runner:
     """Everything one process needs: the domain, the episode list, the user plans."""
 
@@ -235,6 +275,7 @@ class Runner:
         gc.collect()  # start every phase without the previous phase's garbage
         a_lm = scripted_lm(assistant_policy, latency_s=latency, model="scripted/assistant")
         u_lm = scripted_lm(user_policy(self.plans), latency_s=latency, model="scripted/user")
+        engines = [timed(a_lm), timed(u_lm)]
         orch = Orchestrator(self.domain, Assistant(lm=a_lm), UserSimulator(lm=u_lm))
         with dspy.context(disable_history=not self.history):
             cpu0, start = time.process_time(), time.monotonic()
@@ -257,6 +298,7 @@ class Runner:
             "end": end,
             "wall_s": end - start,
             "cpu_s": cpu1 - cpu0,
+            "engine_cpu_s": sum(e.cpu_s for e in engines),
         }
 
 

@@ -10,8 +10,8 @@ import dspy
 from eigendspy.agents.transcript import transcript
 from eigendspy.core.messages import Message, ToolCall
 from eigendspy.core.participants import TurnContext
-from eigendspy.lm.bounded_state import bounded_lm_state
-from eigendspy.lm.cached_adapter import default_adapter_scope, shared_chat_adapter
+from eigendspy.lm.bounded_state import role_turn_state
+from eigendspy.lm.cached_adapter import shared_chat_adapter
 from eigendspy.lm.small_model import (
     Values,
     call_arguments,
@@ -97,9 +97,10 @@ class Assistant(dspy.Module):
         return await self.turn.acall(policy=policy, dialogue=dialogue, tools=tools)
 
     async def respond(self, messages: Sequence[Message], ctx: TurnContext) -> Message:
-        # A turn retains no DSPy trace/history (unless an optimizer traces) and, where the caller set no adapter,
-        # formats its prompt with the shared cached adapter (byte-identical to DSPy's ChatAdapter).
-        with bounded_lm_state(), default_adapter_scope(shared_chat_adapter()):
+        # A turn retains no DSPy trace/history (unless an optimizer traces), formats its prompt with the shared
+        # cached adapter where the caller set none (byte-identical to DSPy's ChatAdapter) and skips DSPy's input
+        # type check of values it built itself: one settings context (`role_turn_state`).
+        with role_turn_state(shared_chat_adapter()):
             return await self._respond(messages, ctx)
 
     async def _respond(self, messages: Sequence[Message], ctx: TurnContext) -> Message:

@@ -23,6 +23,10 @@ threads. The trace is replaced by a `DiscardingTrace` (a list that drops what is
 Usage tracking (``dspy.track_usage``, ``settings.usage_tracker``) does not depend on the history and
 keeps counting.
 
+`role_turn_state` is what the role modules' turns run under: the same, plus their default adapter and
+no per-call input type check, in one ``dspy.context`` (a turn runs ~10 times per dialogue, and every
+context copies DSPy's whole settings dict).
+
 DSPy is not imported here: in a process that never imported it no role can be tracing, so the blocks
 do nothing there (the DSPy-free evaluation of a chat-API agent does not pay DSPy's import).
 """
@@ -79,7 +83,25 @@ def caller_trace() -> bool:
 
 
 def _asked(dspy: ModuleType, key: str) -> bool:
-    return bool(getattr(dspy.settings, key, False))
+    # ``in`` first: DSPy's settings raise (and build a message for) an AttributeError per missing key, and these
+    # keys are missing on every turn that did not ask
+    settings = dspy.settings
+    return key in settings and bool(settings[key])
+
+
+def _bounded_overrides(dspy: ModuleType, keep_trace: bool, keep_history: bool) -> dict[str, Any]:
+    """The DSPy settings overrides `bounded_lm_state` applies (empty when nothing changes)."""
+    overrides: dict[str, Any] = {}
+    if keep_trace:
+        overrides[KEEP_TRACE_KEY] = True
+    elif not (_asked(dspy, KEEP_TRACE_KEY) or caller_trace() or isinstance(dspy.settings.trace, DiscardingTrace)
+              or dspy.settings.trace is None):
+        overrides["trace"] = DiscardingTrace()
+    if keep_history:
+        overrides[KEEP_HISTORY_KEY] = True
+    elif not _asked(dspy, KEEP_HISTORY_KEY) and not dspy.settings.disable_history:
+        overrides["disable_history"] = True
+    return overrides
 
 
 @contextlib.contextmanager
@@ -97,19 +119,37 @@ def bounded_lm_state(*, keep_trace: bool = False, keep_history: bool = False) ->
         ```
     """
     dspy = _dspy()
+    overrides = _bounded_overrides(dspy, keep_trace, keep_history) if dspy is not None else {}
+    if not overrides:
+        yield
+        return
+    with dspy.context(**overrides):
+        yield
+
+
+@contextlib.contextmanager
+def role_turn_state(adapter: Any = None) -> Iterator[None]:
+    """What a role module's turn runs under, as one ``dspy.context`` (DSPy copies its whole settings dict
+    per context, and a turn is entered ~10 times a dialogue):
+
+    * `bounded_lm_state` (no retained trace/history unless asked for);
+    * ``adapter`` where the caller set none (what ``cached_adapter.default_adapter_scope`` does);
+    * no per-call input type check (``warn_on_type_mismatch=False``): the role builds its inputs itself
+      (strings and the ``list[dspy.Tool]`` it made), so DSPy's recursive check of every call's values
+      against the signature (every tool of the list, each call) can only pass; it only ever logs a warning.
+
+    Args:
+        adapter: The adapter for calls where ``dspy.settings.adapter`` is None; None changes nothing.
+    """
+    dspy = _dspy()
     if dspy is None:
         yield
         return
-    overrides: dict[str, Any] = {}
-    if keep_trace:
-        overrides[KEEP_TRACE_KEY] = True
-    elif not (_asked(dspy, KEEP_TRACE_KEY) or caller_trace() or isinstance(dspy.settings.trace, DiscardingTrace)
-              or dspy.settings.trace is None):
-        overrides["trace"] = DiscardingTrace()
-    if keep_history:
-        overrides[KEEP_HISTORY_KEY] = True
-    elif not _asked(dspy, KEEP_HISTORY_KEY) and not dspy.settings.disable_history:
-        overrides["disable_history"] = True
+    overrides = _bounded_overrides(dspy, False, False)
+    if adapter is not None and dspy.settings.adapter is None:
+        overrides["adapter"] = adapter
+    if "warn_on_type_mismatch" in dspy.settings and dspy.settings.warn_on_type_mismatch:
+        overrides["warn_on_type_mismatch"] = False
     if not overrides:
         yield
         return

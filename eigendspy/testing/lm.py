@@ -35,6 +35,7 @@ from dspy.clients.engines.base import validate_request
 from dspy.lm15 import Message, Request, Response, TextPart, ToolCallPart, Usage, response_to_events
 
 from eigendspy.lm.request_slots import SlotLimited
+from eigendspy.testing.json_values import is_plain_json
 from eigendspy.testing.request import ScriptedRequest, build_request_view, message_text
 
 if TYPE_CHECKING:  # dspy.lm15 does not re-export it; engines/base.py imports it the same way
@@ -136,7 +137,7 @@ def _as_calls(answer: Any) -> ScriptedToolCalls | None:
 def _render_fields(view: ScriptedRequest, values: dict[str, Any]) -> str:
     """Write output values in the adapter's format; requested fields first, then any extras."""
     order = [n for n in view.output_fields if n in values] + [n for n in values if n not in view.output_fields]
-    plain = {name: serialize_for_json(values[name]) for name in order}
+    plain = {name: values[name] if is_plain_json(values[name]) else serialize_for_json(values[name]) for name in order}
     if view.adapter_format == "json":
         return json.dumps(plain, indent=2, ensure_ascii=False)
     sections = [

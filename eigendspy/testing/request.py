@@ -8,10 +8,11 @@ argument every scripted policy receives; both are re-exported from :mod:`eigends
 
 from __future__ import annotations
 
+import functools
 import re
 import textwrap
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, NamedTuple
 
 import pydantic
 from dspy.clients.lm15_boundary import history_messages, request_kwargs
@@ -44,9 +45,23 @@ def _fields(system: str, start: str, end: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in _FIELD_LINE.finditer(section)}
 
 
+def _headers(text: str) -> Iterator[re.Match[str]]:
+    """``_HEADER.finditer(text)``, tried only where a header can start (``[[ ## ``): a MULTILINE ``^`` makes
+    ``finditer`` try every position of a ~15 kB prompt. Same matches, in order (a match starts with that text)."""
+    start = text.find("[[ ## ")
+    while start != -1:
+        match = _HEADER.match(text, start)
+        if match is not None:
+            yield match
+        start = text.find("[[ ## ", match.end() if match is not None else start + 1)
+
+
 def _inputs(user: str, names: Sequence[str]) -> dict[str, str]:
-    user = _REQUIREMENT.sub("", user)
-    headers = [m for m in _HEADER.finditer(user) if m.group(1) in names]
+    # the reminder can only match where its literal start is: substitute in that tail only (same result)
+    tail = user.find("\n\nRespond with ")
+    if tail != -1:
+        user = user[:tail] + _REQUIREMENT.sub("", user[tail:])
+    headers = [m for m in _headers(user) if m.group(1) in names]
     values = {}
     ends = [m.start() for m in headers[1:]] + [len(user)]
     for here, end in zip(headers, ends[: len(headers)], strict=True):
@@ -122,6 +137,25 @@ class ScriptedRequest(pydantic.BaseModel):
         return next((n for n, t in self.output_types.items() if t == "ToolCalls"), None)
 
 
+class _SystemParts(NamedTuple):
+    outputs: dict[str, str]
+    inputs: dict[str, str]
+    instructions: str
+    json_system: bool
+
+
+@functools.lru_cache(maxsize=64)
+def _system_parts(system: str) -> _SystemParts:
+    """What a view reads from the system message, parsed once per distinct text: a role's system message is
+    the same ~10 kB on every call (callers copy the dicts)."""
+    return _SystemParts(
+        outputs=_fields(system, "Your output fields are:", "All interactions will be structured"),
+        inputs=_fields(system, "Your input fields are:", "Your output fields are:"),
+        instructions=textwrap.dedent(system.split(_OBJECTIVE, 1)[1]).strip() if _OBJECTIVE in system else "",
+        json_system="Outputs will be a JSON object" in system,
+    )
+
+
 def build_request_view(request: Request, call_index: int) -> ScriptedRequest:
     """Parse what the adapter asked for out of a canonical lm15 request.
 
@@ -133,13 +167,14 @@ def build_request_view(request: Request, call_index: int) -> ScriptedRequest:
     messages, fmt = body.pop("messages"), request.config.response_format
     system = next((message_text(m) for m in messages if m.get("role") == "system"), "")
     user = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
-    outputs = _fields(system, "Your output fields are:", "All interactions will be structured")
+    parsed = _system_parts(system)
+    outputs = dict(parsed.outputs)
     if not outputs and fmt and fmt.get("type") == "json_schema":
         outputs = dict.fromkeys(fmt["schema"].get("properties", {}), "")
     if not outputs:
         outputs = dict.fromkeys((n for n in re.findall(r"`\[\[ ## (\w+) ## \]\]`", user) if n != "completed"), "")
-    inputs = _fields(system, "Your input fields are:", "Your output fields are:")
-    is_json = fmt is not None or "Outputs will be a JSON object" in system or "Respond with a JSON object" in user
+    inputs = dict(parsed.inputs)
+    is_json = fmt is not None or parsed.json_system or "Respond with a JSON object" in user
     body.pop("response_format", None)
     return ScriptedRequest(
         model=request.model,
@@ -153,6 +188,6 @@ def build_request_view(request: Request, call_index: int) -> ScriptedRequest:
         output_types=outputs,
         input_fields=list(inputs),
         inputs=_inputs(user, list(inputs)),
-        instructions=textwrap.dedent(system.split(_OBJECTIVE, 1)[1]).strip() if _OBJECTIVE in system else "",
+        instructions=parsed.instructions,
         params=body,
     )

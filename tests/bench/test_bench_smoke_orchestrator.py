@@ -6,6 +6,8 @@ import asyncio
 import json
 import time
 
+import pytest
+
 from benchmarks import bench_orchestrator
 from eigendspy.agents import Assistant, UserSimulator
 from eigendspy.core.orchestrator import Orchestrator
@@ -14,6 +16,7 @@ from eigendspy.testing.lm import scripted_lm
 RUN_KEYS = {
     "mode", "processes", "latency_s", "episodes", "concurrency", "calls", "calls_per_episode", "terminations",
     "all_user_stop", "wall_s", "ideal_s", "ideal_flow_s", "ratio", "calls_per_s", "cpu_s", "cpu_ms_per_call",
+    "engine_cpu_ms_per_call", "cpu_ms_per_call_excl_engine",
 }
 
 
@@ -30,6 +33,10 @@ def test_benchmark_main_writes_sane_json(tmp_path):
     for name, run in data["runs"].items():
         assert RUN_KEYS <= set(run), name
         assert run["calls"] > 0 and run["cpu_ms_per_call"] > 0 and run["wall_s"] > 0
+        # the scripted engine's own CPU is part of the process's, reported apart
+        assert 0 < run["engine_cpu_ms_per_call"] < run["cpu_ms_per_call"]
+        excl = run["cpu_ms_per_call"] - run["engine_cpu_ms_per_call"]
+        assert run["cpu_ms_per_call_excl_engine"] == pytest.approx(excl)
         assert run["episodes"] == 8 and run["terminations"] == {"user_stop": 8} and run["all_user_stop"]
         assert run["calls_per_episode"] == bench_orchestrator.TURNS  # no adapter retries (JSON fallback)
         assert run["calls_equal_turns"]
@@ -38,6 +45,10 @@ def test_benchmark_main_writes_sane_json(tmp_path):
         assert data["runs"][name]["ideal_s"] > 0
     assert data["runs"]["workers"]["processes"] == 2
     assert data["capacity"]["cpu_ms_per_call_zero_latency"] > 0
+    targets = data["issue_targets"]
+    assert set(targets) == set(bench_orchestrator.ISSUE_TARGETS)
+    assert targets["cpu_ms_per_call"]["value"] == max(r["cpu_ms_per_call"] for r in data["runs"].values())
+    assert targets["workers_ratio"]["met"] == (data["runs"]["workers"]["ratio"] >= 0.95)
 
 
 def test_scripted_dialogue_on_the_builtin_domain_calls_real_tools_without_errors(monkeypatch):

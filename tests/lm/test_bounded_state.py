@@ -17,7 +17,13 @@ from eigendspy.engine.config import EngineConfig
 from eigendspy.engine.engine import DataEngine
 from eigendspy.engine.store.store import RunManifest, RunStore
 from eigendspy.eval.runner import run_episodes
-from eigendspy.lm.bounded_state import DiscardingTrace, bounded_lm_state, caller_trace, keep_lm_state
+from eigendspy.lm.bounded_state import (
+    DiscardingTrace,
+    bounded_lm_state,
+    caller_trace,
+    keep_lm_state,
+    role_turn_state,
+)
 from eigendspy.testing import roles as scripted_policies
 from eigendspy.testing.lm import scripted_lm
 from eigendspy.testing.roles import scripted_roles
@@ -172,3 +178,30 @@ def test_engine_items_retain_no_trace_or_history_unless_configured(tmp_path, res
     assert (len(dspy.settings.trace), len(GLOBAL_HISTORY)) == before
     calls = run(keep=True)
     assert len(GLOBAL_HISTORY) - before[1] >= calls > 0
+
+
+def test_role_turn_state_is_bounded_state_plus_default_adapter_and_no_input_type_check(restore_dspy_state):
+    adapter, chosen = dspy.ChatAdapter(), dspy.JSONAdapter()
+    assert dspy.settings.warn_on_type_mismatch
+    with role_turn_state(adapter):
+        assert isinstance(dspy.settings.trace, DiscardingTrace) and dspy.settings.disable_history
+        assert dspy.settings.adapter is adapter and dspy.settings.warn_on_type_mismatch is False
+    assert dspy.settings.adapter is None and dspy.settings.warn_on_type_mismatch
+    with dspy.context(adapter=chosen), role_turn_state(adapter):
+        assert dspy.settings.adapter is chosen  # the caller's adapter wins
+    with dspy.context(trace=[]), keep_lm_state(trace=False, history=True), role_turn_state(None):
+        assert caller_trace() and not dspy.settings.disable_history and dspy.settings.adapter is None
+
+
+def test_role_turns_skip_dspys_per_call_input_type_check_other_calls_keep_it(monkeypatch):
+    import dspy.predict.predict as predict_module
+
+    checked: list[object] = []
+    real = predict_module._is_value_compatible_with_type
+    monkeypatch.setattr(predict_module, "_is_value_compatible_with_type",
+                        lambda value, expected: checked.append(expected) or real(value, expected))
+    run = Episodes()
+    run.batch()
+    assert run.calls > 0 and checked == []  # the roles' own inputs: strings and the tools they built
+    dspy.Predict("question: str -> answer")(question="q", lm=scripted_lm(lambda req: {"answer": "a"}))
+    assert checked == [str]

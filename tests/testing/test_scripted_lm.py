@@ -278,3 +278,65 @@ def test_sync_latency_is_applied():
     with dspy.context(lm=lm):
         dspy.Predict("question -> answer")(question="q")
     assert time.perf_counter() - start >= 0.05
+
+
+# --- fast paths of the request view and the answer rendering: same results as the plain code --------------
+
+PROMPT = (
+    "[[ ## policy ## ]]\nBe kind. [[ ## not_a_header ## ]] inline\n\n[[ ## dialogue ## ]]  \n"
+    "user: hi [[ ## x ## ]]\n[[ ## tools ## ]] trailing text is no header\n[[ ## tools ## ]]\n\n\n"
+    "[{\"a\": 1}]\n[[ ## bad name ## ]]\n[[ ## last ## ]]"
+)
+
+
+@pytest.mark.parametrize("text", [PROMPT, "", "[[ ## a ## ]]", "x[[ ## a ## ]]\n[[ ## b ## ]]\n", "[[ ## " * 3])
+def test_header_scan_finds_what_the_multiline_regex_finds(text):
+    from eigendspy.testing.request import _HEADER, _headers
+
+    assert [(m.span(), m.group(1)) for m in _headers(text)] == [(m.span(), m.group(1))
+                                                                 for m in _HEADER.finditer(text)]
+
+
+@pytest.mark.parametrize("suffix", ["", "\n\nRespond with the corresponding output fields, starting with `x`.\n",
+                                    "\n\nRespond with a JSON object in this order.", "\n\nRespond with x\n\nmore"])
+def test_inputs_match_the_whole_message_substitution(suffix):
+    from eigendspy.testing.request import _HEADER, _REQUIREMENT, _inputs
+
+    user = PROMPT + suffix
+    names = ["policy", "dialogue", "tools", "last"]
+    plain = _REQUIREMENT.sub("", user)
+    headers = [m for m in _HEADER.finditer(plain) if m.group(1) in names]
+    ends = [m.start() for m in headers[1:]] + [len(plain)]
+    expected = {h.group(1): plain[h.end():end].strip() for h, end in zip(headers, ends, strict=False)}
+    assert _inputs(user, names) == expected and expected
+
+
+@pytest.mark.parametrize(("value", "plain"), [
+    ("a", True), (1, True), (True, True), (None, True), (2.5, True), (2.0, True),
+    ([1, "x", {"a": [None, 2.0]}], True), ({"tool_calls": [{"name": "f", "args": {"x": "1", "n": 3}}]}, True),
+    (float("inf"), False), (float("nan"), False), ((1, 2), False), ({1: 2}, False), ({"a": (1,)}, False),
+    (b"x", False),
+])
+def test_plain_json_values_are_exactly_what_serialize_for_json_returns(value, plain):
+    import json
+
+    from dspy.adapters.utils import serialize_for_json
+
+    from eigendspy.testing.json_values import is_plain_json
+
+    assert is_plain_json(value) is plain
+    if plain:  # what the fast path writes is what pydantic's round trip would have written
+        assert json.dumps(serialize_for_json(value)) == json.dumps(value)
+
+
+def test_views_of_repeated_calls_are_parsed_the_same():
+    lm = scripted_lm(lambda req: {"answer": req.inputs["question"] + "!"})
+    predict = dspy.Predict("question: str, context: list[str] -> answer: str")
+    with dspy.context(lm=lm):
+        assert predict(question="q1", context=["a", "b"]).answer == "q1!"
+        assert predict(question="q2", context=["c"]).answer == "q2!"
+    first, second = lm.log.requests
+    assert first.input_fields == second.input_fields == ["question", "context"]
+    assert first.output_fields == second.output_fields == ["answer"] and first.output_types == {"answer": "str"}
+    assert first.instructions == second.instructions != "" and first.adapter_format == "chat"
+    assert second.inputs["question"] == "q2" and second.inputs["context"] == '["c"]'
