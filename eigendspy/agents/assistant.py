@@ -10,6 +10,7 @@ import dspy
 from eigendspy.agents.transcript import transcript
 from eigendspy.core.messages import Message, ToolCall
 from eigendspy.core.participants import TurnContext
+from eigendspy.core.policy_rules import blocked_tools
 from eigendspy.lm.bounded_state import role_turn_state
 from eigendspy.lm.cached_adapter import shared_chat_adapter
 from eigendspy.lm.small_model import (
@@ -71,7 +72,8 @@ class Assistant(dspy.Module):
             required arguments, ids only from those the user said or the tools returned so far (a
             tool whose id is not grounded yet is not offered), enum arguments narrowed to the values
             the user said, free text only as the user "quoted" it, no write tool that already
-            succeeded in this dialogue — and at most one call per user message, after which the turn
+            succeeded in this dialogue, no tool a domain ordering rule forbids yet (`create_task` before a
+            successful `get_users` on mock) — and at most one call per user message, after which the turn
             must be a message, so a small model cannot call tools forever (docs/embedded_model.md).
 
     Example:
@@ -126,6 +128,8 @@ class Assistant(dspy.Module):
             names = {t["function"]["name"] for t in ctx.tools}
             specs = [spec for spec in ctx.domain.toolkit if spec.name in names]
             done = completed_writes(messages, specs)
+            # a call the domain's ordering rules forbid right now is not offered: the lookup they ask for comes first
+            done |= blocked_tools(ctx.domain.rules, messages, [s.name for s in specs if s.mutates_state])
             grounding = dialogue_grounding(self._known[key], messages)
             union = tool_call_union([s for s in specs if s.name not in done], grounding)
         calls = Optional[union] if union is not None else type(None)  # noqa: UP045 - built at run time

@@ -12,6 +12,7 @@ import asyncio
 import json
 import random
 from pathlib import Path
+from typing import get_args
 
 import dspy
 import pydantic
@@ -223,3 +224,31 @@ def test_engine_modes_switch_the_roles_and_judges_off_pass_on_execution():
     no_op = _task({"task_id": "task_1", "status": current})
     assert not TaskValidator(use_judge=False)(domain=DOMAIN, task=no_op).verdict.passed  # execution still decides
     assert TrajectoryValidator(use_judge=False)(domain=DOMAIN, task=task, messages=[]).verdict.passed
+
+
+def _offered(signature) -> set[str]:
+    """The tool names a small-model turn's ``tool_calls`` type allows."""
+    found: set[str] = set()
+    for arm in get_args(signature.output_fields["tool_calls"].annotation):
+        for model in get_args(arm) or [arm]:
+            if hasattr(model, "model_fields"):
+                found |= set(get_args(model.model_fields["name"].annotation))
+    return found
+
+
+def test_a_write_an_ordering_rule_forbids_yet_is_not_offered_until_its_lookup_succeeded():
+    """mock's rule: a successful get_users before create_task (the pre-checks reject the other order)."""
+    ctx = TurnContext(role="assistant", task=None, domain=DOMAIN, tools=DOMAIN.tool_schemas())
+    agent = Assistant(lm=scripted_lm([]), small_model=True)
+    ask = Message(role="user", content="Create a task 'Buy milk' for user_1.")
+    before = agent._small_signature([Message(role="assistant", content="Hi!"), ask], ctx)
+    assert "create_task" not in _offered(before) and "get_users" in _offered(before)
+
+    def looked_up(ok: bool) -> list[Message]:
+        call = Message(role="assistant", tool_calls=[ToolCall(id="c1", name="get_users", arguments={})])
+        answer = Message(role="tool", id="c1", content='[{"user_id": "user_1"}]' if ok else "Error: down",
+                         requestor="assistant", error=not ok)
+        return [Message(role="assistant", content="Hi!"), ask, call, answer, ask]
+
+    assert "create_task" in _offered(agent._small_signature(looked_up(True), ctx))
+    assert "create_task" not in _offered(agent._small_signature(looked_up(False), ctx))
