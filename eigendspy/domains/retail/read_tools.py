@@ -90,8 +90,7 @@ def find_user_id_by_name_zip(db: RetailDB, first_name: str, last_name: str, zip:
         The user id if found, otherwise an error message.
     """
     first, last = first_name.lower(), last_name.lower()
-    for user_id in db.users:
-        user = db.users[user_id]
+    for user_id, user in db.users.items():  # one table view for the scan, not one per row
         if user.name.first_name.lower() == first and user.name.last_name.lower() == last:
             if user.address.zip == zip:
                 return user_id
@@ -109,8 +108,8 @@ def find_user_id_by_email(db: RetailDB, email: str) -> str:
         The user id if found, otherwise an error message.
     """
     wanted = email.lower()
-    for user_id in db.users:
-        if db.users[user_id].email.lower() == wanted:
+    for user_id, user in db.users.items():
+        if user.email.lower() == wanted:
             return user_id
     raise ToolError("User not found")
 
