@@ -27,34 +27,28 @@ Measured:
     eigendspy except the scripted LM. (Not CPU divided by the simulated latency: that ratio says nothing about
     whether a process keeps up.)
 
-Measured on 2026-12-06 (2 cores shared with three other benchmarking jobs: load average 7.7 before, 10.2 after;
-Python 3.11.7, dspy 3.4.1; defaults: 64 streams, concurrency 64, latency 0.2 s, 1 round x 4 tasks x 1 episode,
-1,731 LM requests; ``benchmarks/results/engine.json``):
+Measured on 2026-12-06 at low load (2 cores, load average 1.4 before, 1.6 after; Python 3.11.7, dspy 3.4.1;
+defaults: 64 streams, concurrency 64, latency 0.2 s, 1 round x 4 tasks x 1 episode, 1,731 LM requests;
+``benchmarks/results/engine.json``), with the concurrency limit held inside each LM request
+(`eigendspy.lm.request_slots`) and items handed to the least loaded worker:
 
-    schedule              workers  start-up  run    whole run  items  slots held  >=90% busy  answer lag  accepted
-    processes (default)   4        10.6 s    8.5 s  0.639      0.736  0.888       55 % of it  4.3 ms      238
-    in-process            1        -         9.5 s  0.568      0.712  0.916       36 % of it  17.7 ms     238
+    schedule              workers  start-up  run    whole run  items  >=90% busy  answer lag  accepted
+    processes (default)   4        3.7 s     6.7 s  0.810      0.878  73 % of it  2.0 ms      238
+    in-process            1        -         7.4 s  0.729      0.854  66 % of it  5.4 ms      238
 
-    An earlier run the same day at load 3.7 -> 6.7 (``results/engine_earlier.json``): processes 0.736 (whole run
-    0.617, lag 4.3 ms), in-process 0.492 (0.385, lag 46 ms): the pool's number held, the in-process one moves
-    with the load (its one event loop is where the CPU contention lands).
-    Same accepted set: yes, in every run (238 accepted tasks and 238 accepted dialogues, identical work keys and
-    contents).
-    Profiled share of each process's own CPU: in-process, eigendspy.engine 14.3 %, all of eigendspy 43.5 %, DSPy
-    47.1 % of 12.38 s; with the pool, the workers 11.9 % / 43.2 % / 46.8 % of 12.16 s, the driver (filters,
-    store, JSON of the records) 73.4 % / 84.6 % of 0.98 s. The driver's CPU per LM request drops from 2.39 ms
-    (in-process: everything) to 0.36 ms.
-    Target >= 0.9 of the slots busy at 0.2 s: NOT met here (0.736). Where the rest goes, measured: (1) slots held
-    but no LM request in flight: 0.888 - 0.736 = 0.15 of the slots. ``ItemWorker.call`` holds a concurrency
-    slot while DSPy formats the prompt, hops to threads (``asyncio.to_thread``) and parses the answer — ~40 ms
-    per call on this loaded machine; holding the slot only around the LM request would give it back
-    (``eigendspy/engine/items.py`` / the LM layer). (2) The schedule's own ceiling: at latency 1.0 s, where CPU
-    hardly matters (``--latency 1.0``, load 7.5 -> 5.9, ``results/engine_latency1.json``), the pool reaches
-    0.897 (whole run 0.848) and in-process 0.788 — the tail of a round (the last items' episodes are chains of 5-6
-    sequential calls) and the workers running out of work up to 0.5 s apart (streams are pinned to workers).
-    (3) CPU: ~2.4-2.7 ms per LM request (in-process process_time, all threads; DSPy about half) = ~0.8 of a
-    core at 320 requests/s, on 2 cores with a load average of 4-10; at 8 tasks per stream (load 6.2 -> 7.9,
-    ``results/engine_tasks8.json``) the pool got 0.617 and in-process 0.348 (answer lag 27 vs 96 ms).
+    A longer run right after (16 tasks per stream, 5,944 LM requests, load 1.5 -> 2.0,
+    ``results/engine_tasks16.json``): processes **0.922** of the slots over the item phase (0.876 whole run),
+    in-process 0.860 (0.736). Same accepted set: yes in both (238 / 748 tasks and dialogues, compared by content).
+    Profiled share of each process's own CPU: in-process, eigendspy.engine 17.8 %, all of eigendspy 48.3 %, DSPy
+    43.7 % of 11.8 s; with the pool, the workers 10.5 % / 42.6 % / 47.0 % of 12.5 s, the driver (filters, store,
+    JSON of the records) 71.7 % / 82.3 % of 1.1 s.
+    Target >= 0.9 of the slots busy at 0.2 s: met over the item phase of the longer run (0.922), not in the
+    4-task default (0.878) nor over whole runs. What is left: (1) the end of every run: once fewer items remain than
+    slots, the last episodes are chains of 5-6 sequential requests and the slots empty out (a longer run dilutes
+    it, an overnight run even more); (2) the start: the planner's one call, then the first drafts. Before the
+    concurrency limit moved into the LM request (same day, load 7.7 -> 10.2) the pool reached 0.736 and in-process
+    0.712: the engine held a slot 0.89 of the time but had a request at the model only 0.74 of it, the rest being
+    DSPy formatting and parsing, thread hops and the validator's execution check inside the slot.
 
 Run: ``python -m benchmarks.bench_engine [--streams 64 --concurrency 64 --latency 0.2 --tasks-per-round 4
 --episodes 1 --workers auto --repeats 1 --json benchmarks/results/engine.json]`` (``--no-profile`` to shorten).
