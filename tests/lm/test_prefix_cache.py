@@ -1,9 +1,10 @@
 """Tests for the local engine's prefix KV cache (eigendspy.lm.local.prefix_cache).
 
 The contract: a call that reuses the KV states of a cached token prefix prefills only the rest and,
-with prompt-lookup drafts verified several per forward (eigendspy.lm.local.decode), answers with
-the same token ids as ``model.generate`` without either (greedy decoding, free text and
-grammar-constrained JSON). Checked on the tiny random Qwen2 (``tiny_model_dir``) and, with
+with its KV cache growing in place (eigendspy.lm.local.kv_cache), grammar-forced tokens taken without
+logits and prompt-lookup drafts verified several per forward (eigendspy.lm.local.decode), answers with
+the same token ids as ``model.generate`` over stock cache layers without any of them (greedy decoding,
+free text and grammar-constrained JSON). Checked on the tiny random Qwen2 (``tiny_model_dir``) and, with
 ``EIGENDSPY_SLOW=1`` once the model is fetched, on SmolLM2-135M-Instruct.
 """
 
@@ -24,6 +25,8 @@ from eigendspy.lm.local.engine import LocalEngine  # noqa: E402
 from eigendspy.lm.local.prefix_cache import PrefixCache  # noqa: E402
 from eigendspy.lm.local.prompt import encode_prompt  # noqa: E402
 
+#: The engine with every optimisation off: ``model.generate`` over transformers' own cache layers, no reuse.
+STOCK = {"prefix_cache": 0, "draft_tokens": 0, "grow_cache": False, "greedy_loop": False}
 SYSTEM = {"role": "system", "content": "You are a customer service agent. Follow the policy below strictly. " * 6}
 QUESTIONS = ["cancel my order #W1234567", "cancel my order #W7654321 please", "user_1 here: hours?", "hi"]
 SCHEMA = {
@@ -86,8 +89,8 @@ def test_token_budget_bounds_the_cache_but_keeps_the_newest_prompt() -> None:
 
 @pytest.fixture(scope="module")
 def engines(tiny_model_dir: Path) -> tuple[LocalEngine, LocalEngine]:
-    on = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32)  # the default: prefix cache, no drafts
-    off = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32, prefix_cache=0, draft_tokens=0)
+    on = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32)  # the defaults: every optimisation on
+    off = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32, **STOCK)
     return on, off
 
 
@@ -127,7 +130,7 @@ def test_a_growing_dialogue_reuses_the_previous_prompt(engines) -> None:
 def test_prefix_cache_zero_turns_reuse_off_and_is_saved_with_the_lm(engines) -> None:
     on, off = engines
     assert off.prefix_cache is None and off.dump_state()["prefix_cache"] == 0
-    assert on.dump_state()["prefix_cache"] == 4
+    assert on.dump_state()["prefix_cache"] == 8
     messages = [SYSTEM, {"role": "user", "content": "hi"}]
     off.generate(messages)
     assert off.generate(messages).cached_tokens == 0
@@ -150,7 +153,7 @@ def test_smollm2_gives_the_same_greedy_token_ids_with_the_prefix_cache() -> None
     except model_fetch.ModelNotFetchedError:
         pytest.skip("SmolLM2 not fetched (run `eigendspy model fetch`)")
     on = LocalEngine(max_new_tokens=32, max_string_chars=160, max_array_items=3)
-    off = LocalEngine(max_new_tokens=32, max_string_chars=160, max_array_items=3, prefix_cache=0, draft_tokens=0)
+    off = LocalEngine(max_new_tokens=32, max_string_chars=160, max_array_items=3, **STOCK)
     for question in QUESTIONS[:3]:
         for response_format in (SCHEMA, None):
             messages = [SYSTEM, {"role": "user", "content": question}]
@@ -173,7 +176,7 @@ def test_draft_tokens_follow_the_latest_earlier_occurrence_of_the_tail() -> None
 
 def test_drafted_greedy_decoding_matches_model_generate_token_for_token(tiny_model_dir: Path) -> None:
     drafted = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32, prefix_cache=0, draft_tokens=8)
-    plain = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32, prefix_cache=0, draft_tokens=0)
+    plain = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32, **STOCK)
     accepted = 0
     for question in QUESTIONS:
         for response_format in (None, SCHEMA):
@@ -184,3 +187,38 @@ def test_drafted_greedy_decoding_matches_model_generate_token_for_token(tiny_mod
             accepted += drafted.last_decode.accepted
             assert drafted.last_decode.forwards <= len(ours.token_ids)
     assert accepted > 0  # drafts were really taken, so the check above covered multi-token forwards
+
+
+# --- the KV cache growing in place and grammar-forced tokens ----------------------------------------------
+
+
+def test_growing_layer_holds_the_same_states_as_concatenation() -> None:
+    from transformers.cache_utils import DynamicLayer
+
+    from eigendspy.lm.local.kv_cache import MIN_ROOM, growing_layer_class
+
+    grown, stock = growing_layer_class()(), DynamicLayer()
+    torch.manual_seed(0)
+    for step, n in enumerate([40, 1, 1, 3, MIN_ROOM + 5, 1]):  # the 5th update outgrows the first buffer
+        k, v = torch.randn(1, 2, n, 4), torch.randn(1, 2, n, 4)
+        ours, theirs = grown.update(k, v), stock.update(k, v)
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+        if step == 3:
+            grown.crop(-2)
+            stock.crop(-2)  # like rejected drafts: the next update overwrites the cropped room
+    assert grown.get_seq_length() == stock.get_seq_length() == 40 + 1 + 1 + 3 - 2 + MIN_ROOM + 5 + 1
+
+
+def test_growing_cache_and_forced_tokens_give_model_generates_token_ids(tiny_model_dir: Path) -> None:
+    fast = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32, prefix_cache=0)  # grow + own loop
+    stock = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32, **STOCK)
+    forced = 0
+    for question in QUESTIONS:
+        for response_format in (None, SCHEMA):
+            messages = [SYSTEM, {"role": "user", "content": question}]
+            ours, reference = fast.generate(messages, response_format=response_format), stock.generate(
+                messages, response_format=response_format)
+            assert ours.token_ids == reference.token_ids and ours.finish_reason == reference.finish_reason
+            assert ours.text == reference.text
+            forced += fast.last_decode.forced
+    assert forced > 0  # keys and the end of the JSON are forced: the logits-free path really ran

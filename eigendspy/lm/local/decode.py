@@ -11,8 +11,12 @@ same order as ``model.generate`` applies them), and the first disagreement is re
 model's own pick. So the answer is greedy decoding's, token for token; only the number of
 forwards changes. Rejected drafts are cropped off the KV cache.
 
-Only greedy calls without stop strings use this loop; sampling and stop strings go through
-``model.generate``.
+Tokens the grammar forces (one allowed token: a key, a constant, the end of the answer) are taken
+without computing logits: the forward only extends the cache, and none is run for the final end token.
+
+Greedy calls without stop strings use this loop by default (``LocalEngine(greedy_loop=True)``, up to 3
+drafts per forward: with the cache growing in place, `eigendspy.lm.local.kv_cache`, a short draft pays on this
+CPU, a long one does not); sampling and stop strings go through ``model.generate``.
 """
 
 from __future__ import annotations
@@ -20,15 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from eigendspy.lm.local.kv_cache import croppable
+
 __all__ = ["DecodeStats", "Generation", "croppable", "draft_tokens", "greedy_decode"]
-
-
-def croppable(cache: Any) -> bool:
-    """Whether every layer of ``cache`` is a plain full-attention ``DynamicLayer`` (rejected drafts can be cropped)."""
-    from transformers.cache_utils import DynamicLayer
-
-    layers = getattr(cache, "layers", None) or []
-    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
 
 @dataclass(frozen=True)
@@ -55,11 +53,12 @@ class Generation:
 
 @dataclass
 class DecodeStats:
-    """Forwards run and drafted / accepted draft tokens of one call."""
+    """Forwards run, drafted / accepted draft tokens and grammar-forced tokens (taken without logits) of one call."""
 
     forwards: int = 0
     drafted: int = 0
     accepted: int = 0
+    forced: int = 0
 
 
 def draft_tokens(seq: list[int], max_draft: int, max_ngram: int = 3, min_ngram: int = 2) -> list[int]:
@@ -88,7 +87,9 @@ def greedy_decode(
     """Greedy answer tokens for prompt ``ids`` (EOS included when produced), ``cache`` holding ``ids[:reused]``.
 
     ``processor`` is called like a transformers logits processor (``(input_ids, scores) -> scores``) once per
-    position, in order; ``max_draft=0`` decodes one token per forward.
+    position it picks at, in order; ``max_draft=0`` decodes one token per forward. Where the processor
+    says the grammar allows one token only (``processor.forced``), that token is taken without computing
+    logits (the forward only extends the cache; no forward at all when it is the end of the answer).
     """
     import torch
 
@@ -96,8 +97,9 @@ def greedy_decode(
     stats = DecodeStats()
     seq = list(ids)
     new: list[int] = []
+    no_logits = torch.empty(0, dtype=torch.long, device=device)
 
-    def forward(tokens: list[int]) -> Any:
+    def forward(tokens: list[int], logits: bool = True) -> Any:
         stats.forwards += 1
         total = cache.get_seq_length() + len(tokens)
         out = model(
@@ -105,9 +107,9 @@ def greedy_decode(
             attention_mask=torch.ones((1, total), dtype=torch.long, device=device),
             cache=cache,
             use_cache=True,
-            logits_to_keep=len(tokens),
+            logits_to_keep=len(tokens) if logits else no_logits,
         )
-        return out.logits[0].to(dtype=torch.float32)
+        return out.logits[0].to(dtype=torch.float32) if logits else None
 
     def pick(logits: Any) -> int:
         scores = logits[None, :].clone()
@@ -124,6 +126,15 @@ def greedy_decode(
     if emit(token):
         return new, stats
     while True:
+        only = processor.forced(torch.tensor([seq], device=device)) if hasattr(processor, "forced") else None
+        if only is not None:
+            stats.forced += 1
+            if only not in eos_ids:  # the cache needs `token` only if more is decoded after `only`
+                forward([token], logits=False)
+            token = only
+            if emit(token):
+                return new, stats
+            continue
         draft = draft_tokens(seq, min(max_draft, max_new_tokens - len(new))) if max_draft > 0 else []
         rows = forward([token, *draft])  # rows[i]: the logits after `token` and draft[:i]
         stats.drafted += len(draft)

@@ -30,21 +30,58 @@ class GrammarProcessor:
         self.bitmask = xgr.allocate_token_bitmask(1, compiled.tokenizer_info.vocab_size)
         self.prompt_len, self.budget, self.bonus = prompt_len, budget, bonus
         self.closing = False
+        self.accepted = 0  # answer tokens the matcher has seen
+        self._mask_at = -1  # `accepted` when the bitmask was last filled (`forced` fills it for `__call__` too)
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
+    def _advance(self, input_ids: Any) -> int:
+        """Feed the matcher the answer tokens of ``input_ids`` it has not seen; the number of answer tokens."""
         produced = input_ids.shape[1] - self.prompt_len
-        if produced > 0 and not self.matcher.is_terminated():
-            token = int(input_ids[0, -1])
+        while self.accepted < produced and not self.matcher.is_terminated():
+            token = int(input_ids[0, self.prompt_len + self.accepted])
             if not self.matcher.accept_token(token):
                 raise RuntimeError(f"grammar rejected token {token}; the vocabulary and tokenizer info disagree")
+            self.accepted += 1
+        return produced
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        produced = self._advance(input_ids)
         if self.matcher.is_terminated():
             return scores
-        self.matcher.fill_next_token_bitmask(self.bitmask)
+        self._fill()
         self.xgr.apply_token_bitmask_inplace(scores, self.bitmask)
         if produced >= self.budget:
             self.closing = True
             scores = scores + self.bonus[: scores.shape[-1]]
         return scores
+
+    def _fill(self) -> None:
+        if self._mask_at != self.accepted:
+            self.matcher.fill_next_token_bitmask(self.bitmask)
+            self._mask_at = self.accepted
+
+    def forced(self, input_ids: Any) -> int | None:
+        """The only token the grammar allows after ``input_ids``, or None (several, or the grammar has ended).
+
+        Why: greedy decoding can only pick that token whatever the logits (every other one is masked to
+        ``-inf``; closing mode only adds bonuses), so the decoder skips the logits for it (`decode.greedy_decode`).
+        """
+        import torch
+
+        self._advance(input_ids)
+        if self.matcher.is_terminated():
+            return None
+        self._fill()
+        words = torch.nonzero(self.bitmask[0]).flatten()
+        if len(words) != 1:
+            return None
+        index = int(words[0])
+        word = int(self.bitmask[0, index]) & 0xFFFFFFFF
+        if word & (word - 1):
+            return None
+        token = index * 32 + word.bit_length() - 1
+        if input_ids.shape[1] - self.prompt_len >= self.budget:
+            self.closing = True  # what __call__ would record at this position
+        return token
 
 
 def _closing_bonus(info: Any, vocab_size: int, device: str) -> Any:

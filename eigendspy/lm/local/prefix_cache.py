@@ -10,10 +10,13 @@ Why token ids, not text: two texts that share a prefix need not tokenize to a sh
 merge may straddle the seam), and the KV states belong to tokens. Matching ids makes reuse exact:
 the cached states are the ones a full prefill would compute for those positions.
 
-The stored tensors are never written in place: transformers' ``DynamicLayer`` grows by
-concatenation and ``crop`` slices, so a hit hands out (views of) the stored tensors and the new
-cache copies them when it is built. Only full-attention dynamic layers are cached (a sliding
-window cannot be cropped back to a prefix); the engine turns the cache off for other models.
+The stored tensors are never written in place: :meth:`PrefixCache.finish` stores a copy of the prompt part
+(a growing layer's buffer, `eigendspy.lm.local.kv_cache`, is written by its own call), and a hit hands out
+views of them that the new cache copies when it is built. Only full-attention dynamic layers are cached (a
+sliding window cannot be cropped back to a prefix); the engine turns the cache off for other models.
+
+How much it saves depends on the prompts: in small-model mode each role's prompt is laid out stable-first
+(`eigendspy.lm.small_model_adapter`), so a role's calls share the instructions, policy and tools as a prefix.
 """
 
 from __future__ import annotations
@@ -105,22 +108,25 @@ class PrefixCache:
 
     # --- transformers glue ----------------------------------------------------------------------------
 
-    def start(self, ids: list[int], config: Any) -> tuple[Any, int]:
-        """A fresh ``DynamicCache`` for ``model.generate(cache=...)`` holding the longest cached prefix of ``ids``,
-        and how many tokens it holds (0 on a miss: then it starts empty and :meth:`finish` fills the LRU)."""
-        from transformers import DynamicCache
+    def start(self, ids: list[int], config: Any, grow: bool = True) -> tuple[Any, int]:
+        """A fresh ``DynamicCache`` (`eigendspy.lm.local.kv_cache.new_cache`; in-place growing layers unless
+        ``grow=False``) holding the longest cached prefix of ``ids``, and how many tokens it holds (0 on a miss:
+        then it starts empty and :meth:`finish` fills the LRU)."""
+        from eigendspy.lm.local.kv_cache import new_cache
 
         n, layers = self.lookup(ids)
-        return DynamicCache(ddp_cache_data=layers, config=config), n
+        return new_cache(config, layers, grow=grow), n
 
     def finish(self, ids: list[int], cache: Any) -> bool:
-        """Keep the prompt part of ``cache`` after generation; False (nothing kept) for layers that can't be cropped."""
-        from transformers.cache_utils import DynamicLayer
+        """Keep the prompt part of ``cache`` after generation (copied: a growing layer's buffer has spare room);
+        False (nothing kept) for layers that can't be cropped."""
+        from eigendspy.lm.local.kv_cache import croppable
 
         layers = getattr(cache, "layers", None) or []
-        if not layers or any(type(layer) is not DynamicLayer or not layer.is_initialized for layer in layers):
+        if not croppable(cache) or any(not layer.is_initialized for layer in layers):
             return False
         if any(layer.keys.shape[-2] < len(ids) for layer in layers):
             return False
-        self.store(ids, [(layer.keys, layer.values) for layer in layers])
+        n = len(ids)
+        self.store(ids, [(layer.keys[..., :n, :].clone(), layer.values[..., :n, :].clone()) for layer in layers])
         return True
