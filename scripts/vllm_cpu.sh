@@ -99,14 +99,14 @@ metrics() {  # requests, prompt tokens, generated tokens, summed request latency
 }
 
 synth() {
-  # Small-model settings as `demo-synth` uses them (schemas bounded to 160 characters / 3 items, judges off), sampled
-  # at temperature 1 with the response cache off so episodes differ; SYNTH_N tasks, SYNTH_EPISODES episodes each.
+  # Small-model settings as `demo-synth` uses them (schemas bounded to 160 characters / 3 items, judges off), greedy
+  # by default (SYNTH_TEMPERATURE=1 samples; the response cache is off); SYNTH_N tasks, SYNTH_EPISODES episodes each.
   local out="${SYNTH_OUT:-runs/vllm-synth}" started=0 roles rc=0
   curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { serve; started=1; }
   mkdir -p "$STATE"
   roles="$STATE/roles-synth-$PORT.toml"
   printf '[lm.default]\nmodel = "vllm-server/%s"\napi_base = "http://127.0.0.1:%s/v1"\ntemperature = %s\n%s\n' \
-    "$NAME" "$PORT" "${SYNTH_TEMPERATURE:-1.0}" \
+    "$NAME" "$PORT" "${SYNTH_TEMPERATURE:-0}" \
     'cache = false
 max_string_chars = 160
 max_array_items = 3
@@ -130,7 +130,7 @@ result = {
             "(structured outputs: response_format json_schema, xgrammar), small-model mode, LLM judges off",
     "command": "scripts/vllm_cpu.sh synth", "exit_code": rc, "wall_s": wall,
     "settings": {"n": int(os.environ.get("SYNTH_N", 6)), "streams": 2, "episodes": int(os.environ.get("SYNTH_EPISODES", 4)),
-                 "temperature": float(os.environ.get("SYNTH_TEMPERATURE", 1.0)), "concurrency": 8,
+                 "temperature": float(os.environ.get("SYNTH_TEMPERATURE", 0)), "concurrency": 8,
                  "max_string_chars": 160, "max_array_items": 3, "small_model": True, "llm_judges": False},
     "load_avg_1m_after": round(os.getloadavg()[0], 2),
     "server_requests": calls, "prompt_tokens": prompt, "generated_tokens": generated,
