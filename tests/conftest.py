@@ -52,3 +52,74 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from eigendspy.testing.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+def _vllm_healthy(base: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{base}/health", timeout=5) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def _die_with_parent() -> None:
+    """In the server's process: SIGTERM when pytest dies, so no vLLM server outlives an interrupted run."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@pytest.fixture(scope="session")
+def real_vllm_base(request, tmp_path_factory):
+    """A real vLLM server's base URL (no ``/v1``) serving the embedded SmolLM2 as ``$EIGENDSPY_VLLM_MODEL_NAME``
+    (``smol``): ``EIGENDSPY_VLLM_URL``, else one started (and stopped) here with ``scripts/vllm_cpu.sh run``.
+
+    Starting one costs minutes of CPU, so it happens only when asked for (``-m vllm`` or ``EIGENDSPY_VLLM=1``);
+    skipped without ``.vllm-venv`` (``scripts/vllm_cpu.sh install``) or the fetched embedded model.
+    """
+    import socket
+    import subprocess
+    import time
+
+    if os.environ.get("EIGENDSPY_VLLM_URL"):
+        yield os.environ["EIGENDSPY_VLLM_URL"].rstrip("/").removesuffix("/v1")
+        return
+    if "vllm" not in (request.config.getoption("markexpr") or "") and os.environ.get("EIGENDSPY_VLLM") != "1":
+        pytest.skip("real vLLM: run with -m vllm or EIGENDSPY_VLLM=1 (starts a vllm-cpu server, ~2 min), or point "
+                    "EIGENDSPY_VLLM_URL at a running one; see scripts/vllm_cpu.sh")
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".vllm-venv" / "bin" / "python").exists():
+        pytest.skip("no .vllm-venv: run scripts/vllm_cpu.sh install (vllm-cpu 0.32.0, ~3 minutes)")
+    from eigendspy.lm.local.fetch import ModelNotFetchedError, dequantized_dir
+
+    try:
+        dequantized_dir()
+    except ModelNotFetchedError:
+        pytest.skip("the embedded model is not fetched: run `.venv/bin/eigendspy model fetch`")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    name = os.environ.get("EIGENDSPY_VLLM_MODEL_NAME", "smol")
+    with open(log, "wb") as out:  # `run` execs the server: this child is vLLM, and it dies with pytest
+        server = subprocess.Popen([str(root / "scripts" / "vllm_cpu.sh"), "run", port], stdout=out,
+                                  stderr=subprocess.STDOUT, cwd=root, preexec_fn=_die_with_parent,
+                                  env={**os.environ, "EIGENDSPY_VLLM_MODEL_NAME": name})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 420
+        while not _vllm_healthy(base):
+            assert server.poll() is None, f"the vLLM server exited: {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"the vLLM server is not healthy after 420 s: {log.read_text()[-3000:]}"
+            time.sleep(2)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -119,11 +119,7 @@ def bounded_lm_state(*, keep_trace: bool = False, keep_history: bool = False) ->
         ```
     """
     dspy = _dspy()
-    overrides = _bounded_overrides(dspy, keep_trace, keep_history) if dspy is not None else {}
-    if not overrides:
-        yield
-        return
-    with dspy.context(**overrides):
+    with _overridden(dspy, _bounded_overrides(dspy, keep_trace, keep_history) if dspy is not None else {}):
         yield
 
 
@@ -150,11 +146,13 @@ def role_turn_state(adapter: Any = None) -> Iterator[None]:
         overrides["adapter"] = adapter
     if "warn_on_type_mismatch" in dspy.settings and dspy.settings.warn_on_type_mismatch:
         overrides["warn_on_type_mismatch"] = False
-    if not overrides:
+    with _overridden(dspy, overrides):
         yield
-        return
-    with dspy.context(**overrides):
-        yield
+
+
+def _overridden(dspy: Any, overrides: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
+    """``dspy.context(**overrides)``, or nothing when there is nothing to override (a context copies all settings)."""
+    return dspy.context(**overrides) if overrides else contextlib.nullcontext()
 
 
 @contextlib.contextmanager

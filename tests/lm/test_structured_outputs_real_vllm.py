@@ -12,15 +12,8 @@ Skipped otherwise, and without ``.vllm-venv`` (``scripts/vllm_cpu.sh install``) 
 
 from __future__ import annotations
 
-import ctypes
 import os
 import random
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import dspy
@@ -40,58 +33,10 @@ ROOT = Path(__file__).resolve().parents[2]
 NAME = os.environ.get("EIGENDSPY_VLLM_MODEL_NAME", "smol")
 
 
-def _healthy(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/health", timeout=5) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
-
-
-def _die_with_parent() -> None:
-    """In the server's process: SIGTERM when pytest dies, so no vLLM server outlives an interrupted run."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @pytest.fixture(scope="module")
-def api_base(request, tmp_path_factory) -> Iterator[str]:
-    """``EIGENDSPY_VLLM_URL`` (with ``/v1``), else a server started here with ``scripts/vllm_cpu.sh run``."""
-    if os.environ.get("EIGENDSPY_VLLM_URL"):
-        yield os.environ["EIGENDSPY_VLLM_URL"].rstrip("/").removesuffix("/v1") + "/v1"
-        return
-    if "vllm" not in (request.config.getoption("markexpr") or "") and os.environ.get("EIGENDSPY_VLLM") != "1":
-        pytest.skip("real vLLM: run with -m vllm or EIGENDSPY_VLLM=1, or point EIGENDSPY_VLLM_URL at a running server")
-    if not (ROOT / ".vllm-venv" / "bin" / "python").exists():
-        pytest.skip("no .vllm-venv: run scripts/vllm_cpu.sh install")
-    from eigendspy.lm.local.fetch import ModelNotFetchedError, dequantized_dir
-
-    try:
-        dequantized_dir()
-    except ModelNotFetchedError:
-        pytest.skip("the embedded model is not fetched: run `.venv/bin/eigendspy model fetch`")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen([str(ROOT / "scripts" / "vllm_cpu.sh"), "run", port], stdout=out,
-                                  stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=_die_with_parent,
-                                  env={**os.environ, "EIGENDSPY_VLLM_MODEL_NAME": NAME})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 420
-        while not _healthy(base):
-            assert server.poll() is None, f"the vLLM server exited: {log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"the vLLM server is not healthy after 420 s: {log.read_text()[-3000:]}"
-            time.sleep(2)
-        yield base + "/v1"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+def api_base(real_vllm_base: str) -> str:
+    """The OpenAI-compatible base (``/v1``) of the real server (`real_vllm_base` in conftest)."""
+    return real_vllm_base + "/v1"
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,8 @@ otherwise, and without ``.vllm-venv`` (``scripts/vllm_cpu.sh install``) or the e
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
-import signal
-import socket
-import subprocess
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,46 +45,9 @@ def model_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server_url(request, model_dir, tmp_path_factory) -> Iterator[str]:
-    """A running server: ``EIGENDSPY_VLLM_URL``, else one started (and stopped) here with the script.
-
-    Starting one costs minutes of CPU, so it happens only when asked for: ``-m vllm`` or ``EIGENDSPY_VLLM=1``.
-    """
-    if os.environ.get("EIGENDSPY_VLLM_URL"):
-        yield os.environ["EIGENDSPY_VLLM_URL"]
-        return
-    if "vllm" not in (request.config.getoption("markexpr") or "") and os.environ.get("EIGENDSPY_VLLM") != "1":
-        pytest.skip("real vLLM: run with -m vllm or EIGENDSPY_VLLM=1 (starts a vllm-cpu server, ~2 min), or point "
-                    "EIGENDSPY_VLLM_URL at a running one; see scripts/vllm_cpu.sh")
-    if not (ROOT / ".vllm-venv" / "bin" / "python").exists():
-        pytest.skip("no .vllm-venv: run scripts/vllm_cpu.sh install (vllm-cpu 0.32.0, ~3 minutes)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    with open(log, "wb") as out:  # `run` execs the server: this child is vLLM, and it dies with pytest
-        server = subprocess.Popen([str(SCRIPT), "run", port], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                  env={**os.environ, "EIGENDSPY_VLLM_MODEL_NAME": NAME}, preexec_fn=_die_with_parent)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        backend, deadline = VLLMServerBackend(url, NAME), time.monotonic() + 420
-        while not backend.health():
-            assert server.poll() is None, f"the vLLM server exited: {log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"the vLLM server is not healthy after 420 s: {log.read_text()[-3000:]}"
-            time.sleep(2)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
-def _die_with_parent() -> None:
-    """In the server's process: get SIGTERM when pytest dies, so no vLLM server outlives an interrupted run."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def server_url(model_dir, real_vllm_base: str) -> str:
+    """The real server (`real_vllm_base` in conftest); ``model_dir`` first: these tests read the model's files too."""
+    return real_vllm_base
 
 
 @pytest.fixture(scope="module")
