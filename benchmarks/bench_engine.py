@@ -27,23 +27,25 @@ Measured:
     eigendspy except the scripted LM. (Not CPU divided by the simulated latency: that ratio says nothing about
     whether a process keeps up.)
 
-Measured on 2026-12-06 at low load (2 cores, load average 1.4 before, 1.6 after; Python 3.11.7, dspy 3.4.1;
+Measured on 2026-12-06 at low load (2 cores, load average 1.6 before, 1.7 after; Python 3.11.7, dspy 3.4.1;
 defaults: 64 streams, concurrency 64, latency 0.2 s, 1 round x 4 tasks x 1 episode, 1,731 LM requests;
 ``benchmarks/results/engine.json``), with the concurrency limit held inside each LM request
-(`eigendspy.lm.request_slots`) and items handed to the least loaded worker:
+(`eigendspy.lm.request_slots`) and items handed to the least loaded worker (2 items per LM slot of its share):
 
     schedule              workers  start-up  run    whole run  items  >=90% busy  answer lag  accepted
-    processes (default)   4        3.7 s     6.7 s  0.810      0.878  73 % of it  2.0 ms      238
-    in-process            1        -         7.4 s  0.729      0.854  66 % of it  5.4 ms      238
+    processes (default)   4        2.2 s     6.5 s  0.838      0.904  77 % of it  2.4 ms      238
+    in-process            1        -         7.1 s  0.758      0.867  71 % of it  3.3 ms      238
 
-    A longer run right after (16 tasks per stream, 5,944 LM requests, load 1.5 -> 2.0,
-    ``results/engine_tasks16.json``): processes **0.922** of the slots over the item phase (0.876 whole run),
-    in-process 0.860 (0.736). Same accepted set: yes in both (238 / 748 tasks and dialogues, compared by content).
-    Profiled share of each process's own CPU: in-process, eigendspy.engine 17.8 %, all of eigendspy 48.3 %, DSPy
-    43.7 % of 11.8 s; with the pool, the workers 10.5 % / 42.6 % / 47.0 % of 12.5 s, the driver (filters, store,
-    JSON of the records) 71.7 % / 82.3 % of 1.1 s.
-    Target >= 0.9 of the slots busy at 0.2 s: met over the item phase of the longer run (0.922), not in the
-    4-task default (0.878) nor over whole runs. What is left: (1) the end of every run: once fewer items remain than
+    Run to run the item-phase figure moves by ~0.02 here: the same default run gave 0.880-0.904 for the pool
+    over three runs that hour (in-process 0.851-0.867); with 4 items per slot 0.872-0.878, with 1 0.877.
+    A longer run right after (16 tasks per stream, 5,944 LM requests, load 1.7 -> 1.2,
+    ``results/engine_tasks16.json``): processes **0.928** of the slots over the item phase (0.880 whole run),
+    in-process 0.834 (0.714). Same accepted set: yes in both (238 / 748 tasks and dialogues, compared by content).
+    Profiled share of each process's own CPU: in-process, eigendspy.engine 18.0 %, all of eigendspy 47.2 %, DSPy
+    44.4 % of 11.2 s; with the pool, the workers 11.1 % / 42.1 % / 47.3 % of 13.9 s, the driver (filters, store,
+    JSON of the records) 65.4 % / 76.7 % of 1.1 s.
+    Target >= 0.9 of the slots busy at 0.2 s: met over the item phase (0.904 default, 0.928 longer run), not over
+    whole runs (0.838 / 0.880). What is left: (1) the end of every run: once fewer items remain than
     slots, the last episodes are chains of 5-6 sequential requests and the slots empty out (a longer run dilutes
     it, an overnight run even more); (2) the start: the planner's one call, then the first drafts. Before the
     concurrency limit moved into the LM request (same day, load 7.7 -> 10.2) the pool reached 0.736 and in-process

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 STREAMS_PER_WORKER = 16
 """Streams one worker process serves under ``workers="auto"`` (one event loop keeps up with ~16 x 200 ms)."""
-ITEMS_PER_SLOT = 4
+ITEMS_PER_SLOT = 2
 """Items a worker may hold per LM slot of its share: an item spends part of its time on CPU between requests,
 so a little more work than slots keeps the slots full; much more would only queue inside one worker."""
 
