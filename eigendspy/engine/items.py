@@ -60,13 +60,10 @@ class ItemWorker:
     async def call(self, role: str, fn: Callable[[], Awaitable[Any]], usage: Usage) -> Any:
         async def counted() -> Any:
             usage.add(role)
-            async with contextlib.AsyncExitStack() as scope:
-                if self.slot_per_request:
-                    scope.enter_context(request_slots(self.slots))
-                else:
-                    await scope.enter_async_context(self.slots)  # the breaker is checked once a slot is granted
-                with track_usage() as tracker, bounded_lm_state(keep_trace=self.config.keep_lm_history,
-                                                                 keep_history=self.config.keep_lm_history):
+            per_request = self.slots if self.slot_per_request else None  # else one slot around the whole call
+            async with contextlib.nullcontext() if per_request else self.slots:  # breaker checked once granted
+                with request_slots(per_request), track_usage() as tracker, bounded_lm_state(
+                        keep_trace=self.config.keep_lm_history, keep_history=self.config.keep_lm_history):
                     result = await fn()  # usage is tracked apart from the history, which is off by default
             _record_tokens(tracker.get_total_tokens(), role, usage)
             return result

@@ -10,6 +10,7 @@ free text and grammar-constrained JSON). Checked on the tiny random Qwen2 (``tin
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -174,19 +175,27 @@ def test_draft_tokens_follow_the_latest_earlier_occurrence_of_the_tail() -> None
     assert draft_tokens([1, 2, 3, 4], max_draft=4) == []  # no earlier occurrence of any tail n-gram
 
 
-def test_drafted_greedy_decoding_matches_model_generate_token_for_token(tiny_model_dir: Path) -> None:
-    drafted = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32, prefix_cache=0, draft_tokens=8)
-    plain = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32, **STOCK)
-    accepted = 0
+def _same_ids_as_stock(engine: LocalEngine, stock: LocalEngine) -> list:
+    """Generate every question free and under ``SCHEMA`` with both engines; assert the same token ids, finish
+    reason and text; return ``(engine.last_decode, tokens generated)`` of each call (what its fast paths did)."""
+    stats = []
     for question in QUESTIONS:
         for response_format in (None, SCHEMA):
             messages = [SYSTEM, {"role": "user", "content": question}]
-            ours, reference = drafted.generate(messages, response_format=response_format), plain.generate(
+            ours, reference = engine.generate(messages, response_format=response_format), stock.generate(
                 messages, response_format=response_format)
             assert ours.token_ids == reference.token_ids and ours.finish_reason == reference.finish_reason
-            accepted += drafted.last_decode.accepted
-            assert drafted.last_decode.forwards <= len(ours.token_ids)
-    assert accepted > 0  # drafts were really taken, so the check above covered multi-token forwards
+            assert ours.text == reference.text
+            stats.append((copy.copy(engine.last_decode), len(ours.token_ids)))
+    return stats
+
+
+def test_drafted_greedy_decoding_matches_model_generate_token_for_token(tiny_model_dir: Path) -> None:
+    drafted = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32, prefix_cache=0, draft_tokens=8)
+    plain = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32, **STOCK)
+    stats = _same_ids_as_stock(drafted, plain)
+    assert all(s.forwards <= tokens for s, tokens in stats)
+    assert sum(s.accepted for s, _ in stats) > 0  # drafts were really taken, so the check covered multi-token forwards
 
 
 # --- the KV cache growing in place and grammar-forced tokens ----------------------------------------------
@@ -212,13 +221,5 @@ def test_growing_layer_holds_the_same_states_as_concatenation() -> None:
 def test_growing_cache_and_forced_tokens_give_model_generates_token_ids(tiny_model_dir: Path) -> None:
     fast = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32, prefix_cache=0)  # grow + own loop
     stock = LocalEngine(tiny_model_dir, max_new_tokens=16, close_tokens=32, **STOCK)
-    forced = 0
-    for question in QUESTIONS:
-        for response_format in (None, SCHEMA):
-            messages = [SYSTEM, {"role": "user", "content": question}]
-            ours, reference = fast.generate(messages, response_format=response_format), stock.generate(
-                messages, response_format=response_format)
-            assert ours.token_ids == reference.token_ids and ours.finish_reason == reference.finish_reason
-            assert ours.text == reference.text
-            forced += fast.last_decode.forced
-    assert forced > 0  # keys and the end of the JSON are forced: the logits-free path really ran
+    stats = _same_ids_as_stock(fast, stock)
+    assert sum(s.forced for s, _ in stats) > 0  # keys and the end of the JSON are forced: the logits-free path ran
