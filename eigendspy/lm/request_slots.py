@@ -24,6 +24,8 @@ from typing import Any
 
 import dspy
 
+from eigendspy.lm.direct_calls import direct_acall, is_text_only
+
 __all__ = ["RequestSlots", "SlotLimited", "SlottedLM", "limits_requests", "request_slots"]
 
 
@@ -72,12 +74,18 @@ class SlotLimited:
     ``acall``, not ``aforward``: DSPy 3.4 runs a managed LM's request through its engine from ``acall`` and treats
     a subclass that overrides ``aforward`` as a deprecated legacy plugin (a different code path)."""
 
-    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+    async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
         slots = _current.get()
         if slots is None:
-            return await super().acall(*args, **kwargs)  # type: ignore[misc]
+            return await self._request(prompt, messages, kwargs)
         async with slots:
-            return await super().acall(*args, **kwargs)  # type: ignore[misc]
+            return await self._request(prompt, messages, kwargs)
+
+    async def _request(self, prompt: Any, messages: Any, kwargs: dict[str, Any]) -> Any:
+        # a text-only call skips DSPy's two thread hops (`eigendspy.lm.direct_calls`); anything else is stock
+        if is_text_only(self, prompt, messages, kwargs):
+            return await direct_acall(self, prompt, messages=messages, **kwargs)
+        return await super().acall(prompt, messages=messages, **kwargs)  # type: ignore[misc]
 
 
 class SlottedLM(SlotLimited, dspy.LM):
