@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -101,14 +101,36 @@ _SCENARIO_NAME_ZIP = re.compile(
     r"(?:You are|Your name is) ([A-Z]\w+) ([A-Z]\w+).*?zip code (?:is )?(\d{5})", re.S
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_CALL = re.compile(r"^you \[tool call\] (\w+)\(", re.M)
-_RESULT = re.compile(r"^\[tool result(?: ERROR)?\] (.*)$", re.M)
-_YOU = re.compile(r"^you: ", re.M)
-_USER_LINE = re.compile(r"^user: (.*)$", re.M)
+_CALL = re.compile(r"you \[tool call\] (\w+)\(")  # matched at a line's start
+_RESULT = re.compile(r"\[tool result(?: ERROR)?\] (.*)")
 _PRODUCT = re.compile(r'"product_id": "(\d+)"')
 _PRICE = re.compile(r'"price": "?([\d.]+)')
 _STATUS = re.compile(r'"status": "([\w ]+)"')
 _NAME = re.compile(r'"name": "([^"]+)"')
+
+
+class Transcript(NamedTuple):
+    """What the scripted policies read off the dialogue, in one pass over its lines (a MULTILINE ``^`` regex
+    tries every position of the text: four of them cost the scripted model more than the rest of its turn)."""
+
+    calls: list[str]  # tool names, in order
+    results: list[str]  # tool results, in order
+    you: int  # agent lines
+    user_lines: list[str]  # what the customer said
+
+    @classmethod
+    def read(cls, dialogue: str) -> Transcript:
+        calls, results, user_lines, you = [], [], [], 0
+        for line in dialogue.split("\n"):
+            if line.startswith("you: "):
+                you += 1
+            elif line.startswith("user: "):
+                user_lines.append(line[6:])
+            elif m := _CALL.match(line):
+                calls.append(m.group(1))
+            elif m := _RESULT.match(line):
+                results.append(m.group(1))
+        return cls(calls, results, you, user_lines)
 
 
 @dataclass(frozen=True)
@@ -158,7 +180,7 @@ def user_policy(plans: dict[str, Plan]) -> Callable[[ScriptedRequest], dict[str,
     """The customer: opening (identity + order), one question, then ``###STOP###``."""
 
     def policy(req: ScriptedRequest) -> dict[str, Any]:
-        said = len(_YOU.findall(req.inputs.get("dialogue", "")))
+        said = Transcript.read(req.inputs.get("dialogue", "")).you
         if said == 0:
             plan = plans.get(req.inputs.get("scenario", "").strip(), Plan())
             return {"message": plan.opening()}
@@ -182,9 +204,10 @@ def _reply(text: str) -> dict[str, Any]:
 def assistant_policy(req: ScriptedRequest) -> dict[str, Any] | ScriptedToolCalls:
     """The agent: three lookups, a reply, two more lookups, a reply (state read off the transcript)."""
     dialogue = req.inputs.get("dialogue", "")
-    results = dict(zip(_CALL.findall(dialogue), _RESULT.findall(dialogue), strict=False))
-    replies = len(_YOU.findall(dialogue)) - 1  # the greeting is the first "you:" line
-    said = "\n".join(_USER_LINE.findall(dialogue))
+    seen = Transcript.read(dialogue)
+    results = dict(zip(seen.calls, seen.results, strict=False))
+    replies = seen.you - 1  # the greeting is the first "you:" line
+    said = "\n".join(seen.user_lines)
     if replies <= 0:
         found = next((v for k, v in results.items() if k.startswith("find_user_id")), None)
         if found is None:

@@ -57,8 +57,9 @@ def _headers(text: str) -> Iterator[re.Match[str]]:
 
 
 def _inputs(user: str, names: Sequence[str]) -> dict[str, str]:
-    # the reminder can only match where its literal start is: substitute in that tail only (same result)
-    tail = user.find("\n\nRespond with ")
+    # the reminder can only match where its literal start is, and only as the text's last line: substitute in
+    # the tail from its last start only (same result; a forward search would scan the ~14 kB prompt again)
+    tail = user.rfind("\n\nRespond with ")
     if tail != -1:
         user = user[:tail] + _REQUIREMENT.sub("", user[tail:])
     headers = [m for m in _headers(user) if m.group(1) in names]
