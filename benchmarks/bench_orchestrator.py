@@ -49,7 +49,7 @@ Arithmetic for the defaults (E=256, latency 0.2 s, C=64, N=2; this machine has 2
   * calls = 256 x 10 = 2,560; ideal = ceil(256/64) x 10 x 0.2 s = 8.0 s, i.e. 320 calls/s.
   * One call costs c of CPU (7 assistant calls with the 6.7 kB policy and 16 tools, 3 cheaper user
     calls): 2.2-2.9 ms until 2026-12 (~1/c ~= 350-370 calls/s: at 320 calls/s one process was ~90 %
-    busy and ``single`` queued, ratio ~0.8); ~1.1-2.0 ms since (see below: it moves with the machine).
+    busy and ``single`` queued, ratio ~0.8); 0.6-1.0 ms now (see below: it moves with the machine).
   * With N=2 each process needs 160 calls/s, i.e. 32 slots x c ~= 80 ms of CPU per 200 ms
     round: ~40 % busy, and 2 processes fit on 2 cores. What remains is queueing inside each
     event loop: a call coming back from its sleep waits for the CPU work of the others that
@@ -59,41 +59,31 @@ Arithmetic for the defaults (E=256, latency 0.2 s, C=64, N=2; this machine has 2
     The tau2-scale goal (all 256 in flight, 1,280 calls/s) needs 1,280 x c ~= 3-4 busy cores.
 
 Measured on 2026-12-06 at low load, final code (2 cores, Python 3.11.7, dspy 3.4.1, tau2 retail data,
-defaults; two runs back to back, load average 1.0 -> 1.4; ``results/orchestrator_cached.json`` and
-``orchestrator_cached_rerun.json``):
+defaults; three runs back to back, load average 0.6-0.8; ``results/orchestrator_direct.json``,
+``orchestrator_direct_rerun.json``, ``orchestrator_direct_third.json``):
 
-    run                procs   C  calls  wall s  ideal s  ratio        cpu ms/call  engine ms
-    single                 1  64   2560    8.28 / 8.40  8.00  0.966 / 0.952  1.11 / 1.61  0.24 / 0.34
-    workers                2  64   2560    8.34 / 8.47  8.00  0.959 / 0.944  1.33 / 1.59  0.28 / 0.33
-    single_overhead        1  64   2560    2.14 / 1.94     -      -          0.83 / 0.76  0.20 / 0.18
-    workers_overhead       2  64   2560    2.97 / 2.12     -      -          1.17 / 0.83  0.27 / 0.19
+    run                procs   C  calls  wall s              ratio                cpu ms/call         engine ms
+    single                 1  64   2560  8.18 / 8.16 / 8.20  0.979 / 0.980 / 0.976  0.88 / 0.86 / 0.91  0.20 / 0.19 / 0.21
+    workers                2  64   2560  8.14 / 8.13 / 8.14  0.983 / 0.984 / 0.982  0.99 / 0.86 / 1.03  0.22 / 0.19 / 0.23
+    single_overhead        1  64   2560  1.61 / 1.49 / 1.93      -                  0.63 / 0.58 / 0.75  0.15 / 0.14 / 0.18
+    workers_overhead       2  64   2560  0.80 / 0.86 / 0.86      -                  0.62 / 0.64 / 0.65  0.15 / 0.15 / 0.15
 
-  ("engine ms" is the scripted engine's own CPU, the stand-in for the model server, included in cpu ms/call.)
-  Against the issue's targets: single >= 0.92 met in both runs; workers >= 0.95 in one of two (0.959, 0.944);
-  CPU per call <= 1.2 ms met at zero latency (0.76-1.17 ms; 0.58-0.90 without the scripted engine) and in one
-  of four runs at 200 ms (1.11-1.61 ms; 0.87-1.27 without it): with the latency the same work costs more CPU
-  (idle thread-pool threads and the loop waking per burst), and it moves by +-30 % from run to run here.
-  The same morning before the changes below (load 0.5): single 0.922, workers 0.948, 2.17-2.19 ms/call at
-  200 ms, 1.87-1.89 at latency 0. Earlier the same day, with three other jobs on the machine (load 0.7-1.2):
-  single 0.946, workers 0.920, 1.77-2.03 / 1.34-1.36 ms per call (before the retail lookup fix).
-  A run 15 minutes earlier (load 3.2-4.4) gave single 0.866, workers 0.925 and 1.45 / 1.23 / 1.11 /
-  0.97 ms per call: on this shared machine CPU per call moves by +-30 % with what the other jobs do
-  (cache and memory contention, not the load figure), so compare builds interleaved, not across runs.
-  Interleaved, 4 processes each, zero latency, one process at C=64: 1.55-2.13 ms per call before
-  these changes vs 1.17-1.47 ms after (-28 %). At low load before the changes (0.5, the same
-  morning): single 0.922, workers 0.948, 2.17-2.19 ms/call at 200 ms, 1.87-1.89 ms at latency 0.
-  What changed (per LM call; instruction counts under callgrind, deterministic, 2026-12-06):
-  5.66M -> 3.79M instructions (-33 %): the code under test (engine answers replayed) 3.07M -> 2.82M
-  (role turns under one ``role_turn_state`` context without DSPy's per-call input type check, and no
-  AttributeError raised per turn for the unset keep markers) and the scripted engine 2.59M -> 0.97M (it ran a pydantic
-  ``TypeAdapter`` per answer value and a MULTILINE-``^`` regex over every position of the ~15 kB
-  prompt; same views and answers now). Left above the 1.2 ms target at 200 ms: DSPy's two
-  ``asyncio.to_thread`` hops per LM call (``BaseLM.acall``'s ``prepare``, ``aexecute``'s
-  ``_price_result``: 0.35M instructions per call inline, more with the thread wake-ups at latency),
-  its per-call lm15 request conversion (~9 % of the process's CPU), and the retail lookups'
-  linear scans of 500 users through the copy-on-write views (~5 %).
-  Before (2026-11-26, load 0.6-1.1): single 0.814, workers 0.907, 2.51-2.69 ms/call; without
-  ``gc.freeze()`` the workers reached only ~0.85. Uncached tool schemas were ~15 % of c then (since cached).
+  ("engine ms" is the scripted engine's own CPU, the stand-in for the model server, included in cpu ms/call;
+  ideal 8.00 s.) Against the issue's targets (single >= 0.92, workers >= 0.95, CPU per call <= 1.2 ms in every
+  run of the record): met in all three. What the last step changed: DSPy's two ``asyncio.to_thread`` hops per
+  LM call (``BaseLM.acall``'s ``prepare``, ``aexecute``'s pricing) are gone for text-only, uncached calls
+  (`eigendspy.lm.direct_calls`: each hop woke a pool thread and then the event loop), and the scripted
+  policies read the dialogue in one pass over its lines instead of four MULTILINE-``^`` regexes. Interleaved
+  with the previous commit (one process, C=64, three pairs, load 0.5-0.7): 1.13-1.31 -> 0.83-1.01 ms per call
+  at 200 ms, 0.76-0.92 -> 0.63-0.68 at latency 0. CPU per call moves by +-30 % with what the other jobs on
+  this shared machine do (cache and memory contention, not the load figure): the same build measured
+  1.15-1.29 ms per call at 200 ms half an hour earlier, so compare builds interleaved, not across runs.
+  History at low load (single / workers ratio; ms per call at 200 ms): 2026-11-26 0.814 / 0.907, 2.51-2.69
+  (without ``gc.freeze()`` the workers reached only ~0.85; uncached tool schemas were ~15 % of c then);
+  2026-12-06 morning 0.922 / 0.948, 2.17-2.19; after role turns under one ``role_turn_state`` context, the
+  retail lookups over one table view and a leaner scripted engine (callgrind: 5.66M -> 3.79M instructions per
+  call) 0.966 / 0.959 and 1.11-1.61 ms. What is left per call is mostly DSPy's: its lm15 request conversion
+  (~10 % of the process's CPU), parsing, and the module/callback plumbing of each ``Predict`` call.
 
 Run: ``python -m benchmarks.bench_orchestrator [--episodes 256 --latency 0.2 --workers 2
 --concurrency 64 --json out.json]``.
