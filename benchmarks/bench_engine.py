@@ -27,30 +27,32 @@ Measured:
     eigendspy except the scripted LM. (Not CPU divided by the simulated latency: that ratio says nothing about
     whether a process keeps up.)
 
-Measured on 2026-12-06 at low load (2 cores, load average 1.6 before, 1.7 after; Python 3.11.7, dspy 3.4.1;
+Measured on 2026-12-06 at low load (2 cores, load average 1.1 before, 1.4 after; Python 3.11.7, dspy 3.4.1;
 defaults: 64 streams, concurrency 64, latency 0.2 s, 1 round x 4 tasks x 1 episode, 1,731 LM requests;
 ``benchmarks/results/engine.json``), with the concurrency limit held inside each LM request
-(`eigendspy.lm.request_slots`) and items handed to the least loaded worker (2 items per LM slot of its share):
+(`eigendspy.lm.request_slots`), items handed to the least loaded worker (2 items per LM slot of its share) and
+text-only LM calls without DSPy's thread hops (`eigendspy.lm.direct_calls`):
 
     schedule              workers  start-up  run    whole run  items  >=90% busy  answer lag  accepted
-    processes (default)   4        2.2 s     6.5 s  0.838      0.904  77 % of it  2.4 ms      238
-    in-process            1        -         7.1 s  0.758      0.867  71 % of it  3.3 ms      238
+    processes (default)   4        1.9 s     6.3 s  0.865      0.932  91 % of it  1.6 ms      238
+    in-process            1        -         6.6 s  0.823      0.878  79 % of it  13.2 ms     238
 
-    Run to run the item-phase figure moves by ~0.02 here: the same default run gave 0.880-0.904 for the pool
-    over three runs that hour (in-process 0.851-0.867); with 4 items per slot 0.872-0.878, with 1 0.877.
-    A longer run right after (16 tasks per stream, 5,944 LM requests, load 1.7 -> 1.2,
-    ``results/engine_tasks16.json``): processes **0.928** of the slots over the item phase (0.880 whole run),
-    in-process 0.834 (0.714). Same accepted set: yes in both (238 / 748 tasks and dialogues, compared by content).
-    Profiled share of each process's own CPU: in-process, eigendspy.engine 18.0 %, all of eigendspy 47.2 %, DSPy
-    44.4 % of 11.2 s; with the pool, the workers 11.1 % / 42.1 % / 47.3 % of 13.9 s, the driver (filters, store,
-    JSON of the records) 65.4 % / 76.7 % of 1.1 s.
-    Target >= 0.9 of the slots busy at 0.2 s: met over the item phase (0.904 default, 0.928 longer run), not over
-    whole runs (0.838 / 0.880). What is left: (1) the end of every run: once fewer items remain than
-    slots, the last episodes are chains of 5-6 sequential requests and the slots empty out (a longer run dilutes
-    it, an overnight run even more); (2) the start: the planner's one call, then the first drafts. Before the
-    concurrency limit moved into the LM request (same day, load 7.7 -> 10.2) the pool reached 0.736 and in-process
-    0.712: the engine held a slot 0.89 of the time but had a request at the model only 0.74 of it, the rest being
-    DSPy formatting and parsing, thread hops and the validator's execution check inside the slot.
+    Three more default runs that hour (no profile): items 0.935 / 0.945 / 0.931, whole run 0.867 / 0.870 /
+    0.871 (in-process 0.830-0.863 / 0.771-0.802). Before the direct calls (same day): items 0.880-0.904, whole
+    run 0.838. A longer run (16 tasks per stream, 5,944 LM requests, load 0.6, ``results/engine_tasks16.json``):
+    processes **0.964** of the slots over the item phase and **0.918** over the whole run, in-process 0.863 /
+    0.832. Same accepted set: yes in every run (238 / 748 tasks and dialogues, compared by content).
+    Profiled share of each process's own CPU: in-process, eigendspy.engine 15.7 %, all of eigendspy 46.2 %, DSPy
+    44.3 % of 8.6 s; with the pool, the workers 12.2 % / 45.2 % / 44.0 % of 9.9 s, the driver (filters, store,
+    JSON of the records) 66.2 % / 78.3 % of 0.9 s.
+    Target >= 0.9 of the slots busy at 0.2 s: met over the item phase in every run (0.931-0.964) and over the
+    whole of the longer run (0.918); a short default run's whole-run figure is 0.865-0.871, because of (1) its
+    end: once fewer items remain than slots, the last episodes are chains of 5-6 sequential requests and the
+    slots empty out (a longer run dilutes it, an overnight run even more); (2) its start: the planner's one
+    call, then the first drafts. Before the concurrency limit moved into the LM request (same day, load 7.7 ->
+    10.2) the pool reached 0.736 and in-process 0.712: the engine held a slot 0.89 of the time but had a request
+    at the model only 0.74 of it, the rest being DSPy formatting and parsing, thread hops and the validator's
+    execution check inside the slot.
 
 Run: ``python -m benchmarks.bench_engine [--streams 64 --concurrency 64 --latency 0.2 --tasks-per-round 4
 --episodes 1 --workers auto --repeats 1 --json benchmarks/results/engine.json]`` (``--no-profile`` to shorten).
