@@ -77,11 +77,11 @@ class SlotLimited:
     async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
         slots = _current.get()
         if slots is None:
-            return await self._request(prompt, messages, kwargs)
+            return await self._acall_unslotted(prompt, messages, kwargs)
         async with slots:
-            return await self._request(prompt, messages, kwargs)
+            return await self._acall_unslotted(prompt, messages, kwargs)
 
-    async def _request(self, prompt: Any, messages: Any, kwargs: dict[str, Any]) -> Any:
+    async def _acall_unslotted(self, prompt: Any, messages: Any, kwargs: dict[str, Any]) -> Any:
         # a text-only call skips DSPy's two thread hops (`eigendspy.lm.direct_calls`); anything else is stock
         if is_text_only(self, prompt, messages, kwargs):
             return await direct_acall(self, prompt, messages=messages, **kwargs)
