@@ -62,11 +62,11 @@ Measured on 2026-12-06 at low load, final code (2 cores, Python 3.11.7, dspy 3.4
 defaults; three runs back to back, load average 0.6-0.8; ``results/orchestrator_direct.json``,
 ``orchestrator_direct_rerun.json``, ``orchestrator_direct_third.json``):
 
-    run                procs   C  calls  wall s              ratio                cpu ms/call         engine ms
-    single                 1  64   2560  8.18 / 8.16 / 8.20  0.979 / 0.980 / 0.976  0.88 / 0.86 / 0.91  0.20 / 0.19 / 0.21
-    workers                2  64   2560  8.14 / 8.13 / 8.14  0.983 / 0.984 / 0.982  0.99 / 0.86 / 1.03  0.22 / 0.19 / 0.23
-    single_overhead        1  64   2560  1.61 / 1.49 / 1.93      -                  0.63 / 0.58 / 0.75  0.15 / 0.14 / 0.18
-    workers_overhead       2  64   2560  0.80 / 0.86 / 0.86      -                  0.62 / 0.64 / 0.65  0.15 / 0.15 / 0.15
+    run (2,560 calls, C=64)  wall s              ratio                  cpu ms/call         engine ms
+    single (1 process)       8.18 / 8.16 / 8.20  0.979 / 0.980 / 0.976  0.88 / 0.86 / 0.91  0.20 / 0.19 / 0.21
+    workers (2 processes)    8.14 / 8.13 / 8.14  0.983 / 0.984 / 0.982  0.99 / 0.86 / 1.03  0.22 / 0.19 / 0.23
+    single_overhead          1.61 / 1.49 / 1.93  -                      0.63 / 0.58 / 0.75  0.15 / 0.14 / 0.18
+    workers_overhead         0.80 / 0.86 / 0.86  -                      0.62 / 0.64 / 0.65  0.15 / 0.15 / 0.15
 
   ("engine ms" is the scripted engine's own CPU, the stand-in for the model server, included in cpu ms/call;
   ideal 8.00 s.) Against the issue's targets (single >= 0.92, workers >= 0.95, CPU per call <= 1.2 ms in every

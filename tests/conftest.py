@@ -123,3 +123,21 @@ def real_vllm_base(request, tmp_path_factory):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.fixture
+def serve_app():
+    """``serve_app(app) -> base URL + "/v1"``: each app (e.g. `eigendspy.testing.chat_app.ChatApp`) on its own
+    local HTTP server for this test; all stopped after it."""
+    from eigendspy.testing.http_app import AppServer
+
+    servers = []
+
+    def start(app) -> str:
+        server = AppServer(app)
+        servers.append(server)
+        return server.start() + "/v1"
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -12,7 +12,9 @@ from dspy.utils.usage_tracker import track_usage
 
 from eigendspy.lm import direct_calls
 from eigendspy.lm.direct_calls import is_text_only
+from eigendspy.lm.request_slots import SlottedLM
 from eigendspy.testing import ScriptedLM
+from eigendspy.testing.chat_app import ChatApp
 
 MESSAGES = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Say hi."}]
 # calling an LM with messages= directly (not through an adapter) is deprecated in DSPy 3.4 on both paths alike
@@ -132,3 +134,17 @@ def test_predict_through_the_adapter_takes_the_fast_path(hops):
     predict.lm = ScriptedLM(lambda req: {"answer": req.inputs["question"].upper()})
     assert asyncio.run(predict.acall(question="why")).answer == "WHY"
     assert hops == []
+
+
+def test_a_server_lm_prices_and_records_its_call_as_dspys_own_path(serve_app, hops):
+    # a SlottedLM on DSPy's native OpenAI route: a real pricing provider, the wire response parsed by DSPy
+    lm = SlottedLM("openai/m", api_base=serve_app(ChatApp("from the server")), api_key="k", cache=False,
+                   num_retries=0)
+    direct = asyncio.run(lm.acall(messages=MESSAGES))
+    direct_entry = _entry(lm)
+    assert "prepare" not in hops and "_price_result" not in hops
+    stock = asyncio.run(_stock(lm, messages=MESSAGES))
+    assert "_price_result" in hops
+    assert direct == stock == ["from the server"]
+    assert direct_entry == _entry(lm)
+    assert direct_entry["usage"]["total_tokens"] == 2

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,29 +19,8 @@ from dspy.clients.cache import Cache
 from eigendspy.lm.cache import EndpointKeyedCache, install_endpoint_cache
 from eigendspy.lm.config import LMSpec, RoleLMConfig, build_role_lms
 from eigendspy.lm.resilience import CallFailedError, call_with_retries
-from eigendspy.testing.http_app import AppServer
+from eigendspy.testing.chat_app import ChatApp
 from eigendspy.testing.hung_server import hung_server as serve_hung
-
-
-class ChatApp:
-    """Answers every chat completion with the next scripted text (the last one repeats); counts calls."""
-
-    def __init__(self, *answers: str) -> None:
-        self.answers = list(answers)
-        self.calls = 0
-        self.authorization: str | None = None
-
-    def handle(self, method: str, path: str, authorization: str | None, raw: bytes) -> tuple[int, str, bytes]:
-        if method != "POST" or not path.endswith("/chat/completions"):
-            return 404, "text/plain", b"not found"
-        text = self.answers[min(self.calls, len(self.answers) - 1)]
-        self.calls += 1
-        self.authorization = authorization
-        body = {"id": f"c{self.calls}", "object": "chat.completion", "created": 0,
-                "model": json.loads(raw or b"{}").get("model", "m"),
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-        return 200, "application/json", json.dumps(body).encode()
 
 
 def answer(text: str) -> str:
@@ -54,20 +32,6 @@ def fresh_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     """An in-memory DSPy cache for this test only (restored after; nothing written to disk)."""
     monkeypatch.setattr(dspy, "cache", Cache(enable_disk_cache=False, enable_memory_cache=True,
                                              disk_cache_dir=None))
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[AppServer] = []
-
-    def start(app: ChatApp) -> str:
-        server = AppServer(app)
-        servers.append(server)
-        return server.start() + "/v1"
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def role_lm(api_base: str, **spec: Any) -> dspy.LM:
@@ -82,9 +46,9 @@ def ask(lm: dspy.LM) -> str:
         return predict(question="which server?").answer
 
 
-def test_a_cached_answer_is_not_replayed_against_another_endpoint(fresh_cache, serve):
+def test_a_cached_answer_is_not_replayed_against_another_endpoint(fresh_cache, serve_app):
     a, b = ChatApp(answer("from A")), ChatApp(answer("from B"))
-    lm_a, lm_b = role_lm(serve(a)), role_lm(serve(b))
+    lm_a, lm_b = role_lm(serve_app(a)), role_lm(serve_app(b))
     assert ask(lm_a) == "from A"
     assert ask(lm_b) == "from B" and b.calls == 1  # DSPy alone answers "from A" from the cache here
     assert ask(lm_a) == "from A" and a.calls == 1  # the cache still works per endpoint
@@ -100,9 +64,9 @@ def test_install_keeps_the_existing_entries_store(fresh_cache):
     assert keyed.cache_key(request) == keyed.cache_key({**request, "api_key": "other", "timeout": 9})
 
 
-def test_an_unparsable_answer_is_asked_again_on_retry(fresh_cache, serve):
+def test_an_unparsable_answer_is_asked_again_on_retry(fresh_cache, serve_app):
     app = ChatApp("this is not in the adapter's format", answer("ok"))
-    lm = role_lm(serve(app))
+    lm = role_lm(serve_app(app))
 
     async def attempt() -> str:
         return ask(lm)
@@ -112,9 +76,9 @@ def test_an_unparsable_answer_is_asked_again_on_retry(fresh_cache, serve):
     assert ask(lm) == "ok" and app.calls == 2  # the good answer is cached
 
 
-def test_a_failed_parse_leaves_nothing_cached(fresh_cache, serve):
+def test_a_failed_parse_leaves_nothing_cached(fresh_cache, serve_app):
     app = ChatApp("garbage")
-    lm = role_lm(serve(app))
+    lm = role_lm(serve_app(app))
 
     async def attempt() -> str:
         return ask(lm)
@@ -124,10 +88,10 @@ def test_a_failed_parse_leaves_nothing_cached(fresh_cache, serve):
     assert len(dspy.cache.memory_cache) == 0
 
 
-def test_vllm_server_needs_no_api_key(fresh_cache, serve, monkeypatch):
+def test_vllm_server_needs_no_api_key(fresh_cache, serve_app, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     app = ChatApp(answer("hi"))
-    assert ask(role_lm(serve(app))) == "hi"
+    assert ask(role_lm(serve_app(app))) == "hi"
     assert app.authorization == "Bearer EMPTY"
 
 
