@@ -10,9 +10,11 @@ execution, filters, rollouts, checkers, storage and resume.
 from __future__ import annotations
 
 import functools
+import json
 import pickle
 import re
 import threading
+import zlib
 from collections.abc import Callable
 
 from eigendspy.agents import Assistant, UserSimulator
@@ -111,18 +113,26 @@ def reflector(req):
 
 
 class Faulty:
-    """Every ``every``-th call (counted per role LM) times out or returns garbage, alternately."""
+    """About one request in ``every`` (chosen by its content, counted per role LM) times out or returns garbage,
+    and only the first time it is asked: the engine's retry of the same request then succeeds.
+
+    Why by content, not by call count: a count shared by concurrent streams lets one caller's retry land on the
+    next faulty call by chance, depending on how the streams interleave; chosen by content, which requests fail
+    (and so which items need retries) is the same on every run, and retries always absorb the faults.
+    """
 
     def __init__(self, policy, every: int) -> None:
-        self.policy, self.every, self.n = policy, every, 0
+        self.policy, self.every = policy, every
+        self.faulted: set[int] = set()
         self.lock = threading.Lock()
 
     def __call__(self, req):
+        key = zlib.crc32(json.dumps(req.messages, sort_keys=True, default=str).encode())
         with self.lock:
-            self.n += 1
-            n = self.n
-        if self.every and n % self.every == 0:
-            if (n // self.every) % 2:
+            fault = bool(self.every) and key % self.every == 0 and key not in self.faulted
+            self.faulted.add(key)
+        if fault:
+            if (key // self.every) % 2:
                 raise TimeoutError("simulated LM timeout")
             return "%%% garbage, not the requested format %%%"
         return self.policy(req)
