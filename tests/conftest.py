@@ -141,3 +141,11 @@ def serve_app():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def fresh_cache(monkeypatch):
+    """An in-memory DSPy cache for this test only (restored after; nothing written to disk)."""
+    from dspy.clients.cache import Cache
+
+    monkeypatch.setattr(dspy, "cache", Cache(enable_disk_cache=False, enable_memory_cache=True, disk_cache_dir=None))

@@ -14,7 +14,6 @@ from typing import Any
 
 import dspy
 import pytest
-from dspy.clients.cache import Cache
 
 from eigendspy.lm.cache import EndpointKeyedCache, install_endpoint_cache
 from eigendspy.lm.config import LMSpec, RoleLMConfig, build_role_lms
@@ -25,13 +24,6 @@ from eigendspy.testing.hung_server import hung_server as serve_hung
 
 def answer(text: str) -> str:
     return f"[[ ## answer ## ]]\n{text}\n\n[[ ## completed ## ]]"
-
-
-@pytest.fixture
-def fresh_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An in-memory DSPy cache for this test only (restored after; nothing written to disk)."""
-    monkeypatch.setattr(dspy, "cache", Cache(enable_disk_cache=False, enable_memory_cache=True,
-                                             disk_cache_dir=None))
 
 
 def role_lm(api_base: str, **spec: Any) -> dspy.LM:

@@ -7,12 +7,10 @@ receive); the real server is in ``test_structured_outputs_real_vllm.py`` (``vllm
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import dspy
 import pytest
-from dspy.clients.cache import Cache
 
 from eigendspy.agents.meta_planner import MetaPlanner
 from eigendspy.domains import get_domain
@@ -24,42 +22,10 @@ from eigendspy.lm.structured_outputs import (
     structured_format,
     structured_outputs_of,
 )
-from eigendspy.testing.http_app import AppServer
+from eigendspy.testing.chat_app import ChatApp
 
-
-class RecordingChat:
-    """Answers each chat completion with the next scripted content (the last repeats); keeps every body."""
-
-    def __init__(self, *answers: str) -> None:
-        self.answers, self.bodies = list(answers), []
-
-    def handle(self, method: str, path: str, authorization: str | None, raw: bytes) -> tuple[int, str, bytes]:
-        if method != "POST" or not path.endswith("/chat/completions"):
-            return 404, "text/plain", b"not found"
-        self.bodies.append(json.loads(raw))
-        text = self.answers[min(len(self.bodies) - 1, len(self.answers) - 1)]
-        body = {"id": f"c{len(self.bodies)}", "object": "chat.completion", "created": 0, "model": "smol",
-                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-        return 200, "application/json", json.dumps(body).encode()
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dspy, "cache", Cache(enable_disk_cache=False, enable_memory_cache=True, disk_cache_dir=None))
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[AppServer] = []
-
-    def start(app: RecordingChat) -> str:
-        servers.append(AppServer(app))
-        return servers[-1].start() + "/v1"
-
-    yield start
-    for server in servers:
-        server.stop()
+# every test here on an in-memory DSPy cache of its own
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 
 def vllm_role(api_base: str, **spec: Any) -> dspy.LM:
@@ -76,9 +42,9 @@ class Pick(dspy.Signature):
     note: str = dspy.OutputField()
 
 
-def test_a_role_call_sends_its_schema_with_grounded_enums_and_a_sized_budget(serve):
-    app = RecordingChat('{"task_id": "task_7", "note": "done"}')
-    lm = vllm_role(serve(app), max_string_chars=40, max_array_items=2)
+def test_a_role_call_sends_its_schema_with_grounded_enums_and_a_sized_budget(serve_app):
+    app = ChatApp('{"task_id": "task_7", "note": "done"}')
+    lm = vllm_role(serve_app(app), max_string_chars=40, max_array_items=2)
     with dspy.context(lm=lm, adapter=CachedChatAdapter()):  # the engine's adapter hands the call to JSON
         pred = dspy.Predict(Pick)(request="close task 7")
     assert (pred.task_id, pred.note) == ("task_7", "done")
@@ -94,25 +60,25 @@ def test_a_role_call_sends_its_schema_with_grounded_enums_and_a_sized_budget(ser
     assert "[[ ## task_id ## ]]" not in json.dumps(body["messages"])  # JSON adapter prompt, not the chat format
 
 
-def test_the_spec_max_tokens_caps_the_budget_and_an_unbounded_schema_gets_it(serve):
-    app = RecordingChat('{"task_id": "task_3", "note": "a long free note"}')
-    lm = vllm_role(serve(app), max_tokens=300)
+def test_the_spec_max_tokens_caps_the_budget_and_an_unbounded_schema_gets_it(serve_app):
+    app = ChatApp('{"task_id": "task_3", "note": "a long free note"}')
+    lm = vllm_role(serve_app(app), max_tokens=300)
     with dspy.context(lm=lm, adapter=CachedChatAdapter()):
         dspy.Predict(Pick)(request="x")
     assert "maxLength" not in app.bodies[0]["response_format"]["json_schema"]["schema"]["properties"]["note"]
     assert app.bodies[0]["max_tokens"] == 300
 
 
-def test_structured_outputs_off_keeps_the_chat_format(serve):
-    app = RecordingChat("[[ ## task_id ## ]]\ntask_3\n\n[[ ## note ## ]]\nok\n\n[[ ## completed ## ]]")
-    lm = vllm_role(serve(app), structured_outputs=False)
+def test_structured_outputs_off_keeps_the_chat_format(serve_app):
+    app = ChatApp("[[ ## task_id ## ]]\ntask_3\n\n[[ ## note ## ]]\nok\n\n[[ ## completed ## ]]")
+    lm = vllm_role(serve_app(app), structured_outputs=False)
     assert structured_outputs_of(lm) is None
     with dspy.context(lm=lm, adapter=CachedChatAdapter()):
         assert dspy.Predict(Pick)(request="x").task_id == "task_3"
     assert "response_format" not in app.bodies[0]
 
 
-def test_native_tool_calls_are_left_to_the_server_tool_parser(serve):
+def test_native_tool_calls_are_left_to_the_server_tool_parser(serve_app):
     class Act(dspy.Signature):
         """Act."""
 
@@ -121,8 +87,8 @@ def test_native_tool_calls_are_left_to_the_server_tool_parser(serve):
         answer: str = dspy.OutputField()
         tool_calls: dspy.ToolCalls = dspy.OutputField()
 
-    app = RecordingChat('{"answer": "hi"}')
-    lm = vllm_role(serve(app), max_string_chars=40, max_array_items=2)
+    app = ChatApp('{"answer": "hi"}')
+    lm = vllm_role(serve_app(app), max_string_chars=40, max_array_items=2)
     tool = dspy.Tool(lambda user_id: user_id, name="get_user", desc="Look a user up.",
                      args={"user_id": {"type": "string"}})
     with dspy.context(lm=lm, adapter=CachedJSONAdapter()):
@@ -132,13 +98,13 @@ def test_native_tool_calls_are_left_to_the_server_tool_parser(serve):
     assert [t["function"]["name"] for t in body["tools"]] == ["get_user"]
 
 
-def test_the_meta_planner_parses_a_constrained_plan_list(serve):
+def test_the_meta_planner_parses_a_constrained_plan_list(serve_app):
     plan = {"synthesis": {"intent_family": "close a task", "complexity": "single_action",
                           "tool_pattern": "update_task_status", "user_style": "terse", "edge_case": "none"},
             "evaluation": {"rubric": "closes the right task", "failure_types": ["wrong task"]}}
-    app = RecordingChat(json.dumps({"plans": [plan]}))
+    app = ChatApp(json.dumps({"plans": [plan]}))
     for bounds, expect_ceiling in (((40, 2), False), ((160, 3), True)):
-        lm = vllm_role(serve(app), max_string_chars=bounds[0], max_array_items=bounds[1])
+        lm = vllm_role(serve_app(app), max_string_chars=bounds[0], max_array_items=bounds[1])
         with dspy.context(adapter=CachedChatAdapter()):
             pred = MetaPlanner(lm=lm)(domain=get_domain("mock"), n=1)
         assert [p.synthesis.tool_pattern for p in pred.plans] == ["update_task_status"]
@@ -151,9 +117,9 @@ def test_the_meta_planner_parses_a_constrained_plan_list(serve):
         assert (max_json_chars(schema) + 16 > 2048) == expect_ceiling
 
 
-def test_the_format_is_built_once_per_signature_and_policy(serve):
-    app = RecordingChat('{"task_id": "task_3", "note": "ok"}')
-    lm = vllm_role(serve(app), max_string_chars=40, max_array_items=2)
+def test_the_format_is_built_once_per_signature_and_policy(serve_app):
+    app = ChatApp('{"task_id": "task_3", "note": "ok"}')
+    lm = vllm_role(serve_app(app), max_string_chars=40, max_array_items=2)
     adapter = CachedJSONAdapter()
     with dspy.context(lm=lm, adapter=adapter, cache=False):
         for request in ("a", "b"):
