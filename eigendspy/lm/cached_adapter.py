@@ -25,11 +25,11 @@ two shortcuts where the result is known: a plain ``str`` value is its own format
 pydantic ``TypeAdapter`` per field per call to find that out) and tool inputs come from the cache.
 If a class between the mixin and DSPy's ChatAdapter reimplements that method, it is called instead.
 
-Demos are formatted per call (their tool inputs hit the value cache), so demos an optimizer swaps in
-show up at once. The JSON adapter also remembers the structured-output response format per signature
-key and LM capabilities (building it is a pydantic ``create_model`` per call in stock DSPy). An LM carrying a
-structured-outputs policy (a vLLM server: `eigendspy.lm.structured_outputs`) is always answered through the JSON
-adapter, under the signature's (bounded) schema with ``max_tokens`` sized from it.
+Demos are formatted per call (their tool inputs hit the value cache), so demos an optimizer swaps in show up at once.
+The JSON adapter also remembers the structured-output response format per signature key and LM capabilities (building
+it is a pydantic ``create_model`` per call in stock DSPy). An LM carrying a structured-outputs policy (a vLLM server:
+`eigendspy.lm.structured_outputs`) is always answered through the JSON adapter, under the signature's (bounded) schema
+with ``max_tokens`` sized from it.
 
 Limits: a tool mutated in place in a way the check cannot see (same object, name, description and args
 dict object, e.g. its ``arg_types`` or an args entry edited) is served stale: build a new tool instead.
@@ -231,14 +231,18 @@ class PromptCacheMixin:
         return processed
 
     def __call__(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: Any, inputs: Any) -> Any:
-        if structured_outputs_of(lm) is not None and not isinstance(self, dspy.JSONAdapter):  # JSON under its schema
-            return self._make_json_adapter_fallback()(lm, lm_kwargs, signature, demos, inputs)
+        if (json_adapter := self._structured_route(lm)) is not None:
+            return json_adapter(lm, lm_kwargs, signature, demos, inputs)
         return super().__call__(lm, lm_kwargs, signature, demos, inputs)
 
     async def acall(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: Any, inputs: Any) -> Any:
-        if structured_outputs_of(lm) is not None and not isinstance(self, dspy.JSONAdapter):
-            return await self._make_json_adapter_fallback().acall(lm, lm_kwargs, signature, demos, inputs)
+        if (json_adapter := self._structured_route(lm)) is not None:
+            return await json_adapter.acall(lm, lm_kwargs, signature, demos, inputs)
         return await super().acall(lm, lm_kwargs, signature, demos, inputs)
+
+    def _structured_route(self, lm: Any) -> Any:  # the JSON adapter for an LM asking for structured outputs, or None
+        ask = structured_outputs_of(lm) is not None and not isinstance(self, dspy.JSONAdapter)
+        return self._make_json_adapter_fallback() if ask else None
 
     def format_system_message(self, signature: type[dspy.Signature]) -> str:
         key = signature_key(signature)
