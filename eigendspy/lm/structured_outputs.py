@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -215,4 +214,4 @@ def sized_max_tokens(policy: StructuredOutputs, schema: dict[str, Any]) -> int:
     chars = max_json_chars(schema)
     if chars is None:
         return policy.max_tokens
-    return min(policy.max_tokens, math.ceil(chars) + policy.margin_tokens)
+    return min(policy.max_tokens, chars + policy.margin_tokens)
