@@ -54,16 +54,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
 
 
-def _vllm_healthy(base: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{base}/health", timeout=5) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
-
-
 def _die_with_parent() -> None:
     """In the server's process: SIGTERM when pytest dies, so no vLLM server outlives an interrupted run."""
     import ctypes
@@ -109,9 +99,12 @@ def real_vllm_base(request, tmp_path_factory):
                                   stderr=subprocess.STDOUT, cwd=root, preexec_fn=_die_with_parent,
                                   env={**os.environ, "EIGENDSPY_VLLM_MODEL_NAME": name})
     base = f"http://127.0.0.1:{port}"
+    from eigendspy.train.backends.vllm import VLLMServerBackend
+
+    server_health = VLLMServerBackend(base, name).health  # GET /health answers 200
     try:
         deadline = time.monotonic() + 420
-        while not _vllm_healthy(base):
+        while not server_health():
             assert server.poll() is None, f"the vLLM server exited: {log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"the vLLM server is not healthy after 420 s: {log.read_text()[-3000:]}"
             time.sleep(2)

@@ -147,7 +147,7 @@ def _lookup_first(action: Action, messages: Sequence[Message], domain: Any) -> T
     outcomes = call_outcomes(messages, "assistant")
     writes = [spec.name for spec in domain.toolkit if spec.mutates_state]
     for rule in rules:
-        if action.name not in rule.guarded(writes) or any(o.ok and o.name in rule.first for o in outcomes):
+        if action.name not in rule.blocked(outcomes, writes):
             continue
         for name in rule.first:
             spec = domain.toolkit.tools.get(name)

@@ -129,8 +129,9 @@ class Faulty:
     def __call__(self, req):
         key = zlib.crc32(json.dumps(req.messages, sort_keys=True, default=str).encode())
         with self.lock:
-            fault = bool(self.every) and key % self.every == 0 and key not in self.faulted
-            self.faulted.add(key)
+            fault = key % self.every == 0 and key not in self.faulted
+            if fault:
+                self.faulted.add(key)
         if fault:
             if (key // self.every) % 2:
                 raise TimeoutError("simulated LM timeout")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-from pathlib import Path
 
 import dspy
 import pytest
@@ -29,7 +28,6 @@ from eigendspy.lm.small_model import values_from_text
 
 pytestmark = pytest.mark.vllm
 
-ROOT = Path(__file__).resolve().parents[2]
 NAME = os.environ.get("EIGENDSPY_VLLM_MODEL_NAME", "smol")
 
 

@@ -28,8 +28,6 @@ from eigendspy.train.grpo.adapters import publish_adapter
 
 pytestmark = pytest.mark.vllm
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "vllm_cpu.sh"
 NAME = os.environ.get("EIGENDSPY_VLLM_MODEL_NAME", "smol")
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=16)
 

@@ -156,8 +156,7 @@ def search_direct_flight(db: FlightDB, origin: str, destination: str, date: str)
         The bookable flights, with seats and prices (their ``date`` is left empty, as in tau2).
     """
     hits = []
-    for number in db.flights:
-        flight = db.flights[number]
+    for flight in db.flights.values():  # one table view for the scan, not one per flight
         if flight.origin != origin or flight.destination != destination:
             continue
         status = _available_on(flight, date)

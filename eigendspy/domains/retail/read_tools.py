@@ -150,8 +150,8 @@ def get_item_details(db: RetailDB, item_id: str) -> Variant:
     Returns:
         The variant (item) details.
     """
-    for product_id in db.products:
-        variant = db.products[product_id].variants.get(item_id)
+    for product in db.products.values():  # one table view for the scan, not one per product
+        variant = product.variants.get(item_id)
         if variant is not None:
             return variant
     raise ToolError("Item not found")
