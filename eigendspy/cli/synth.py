@@ -92,7 +92,7 @@ def synth(
                        small_model=small_model, llm_judges=llm_judges, generator_mode=generator,
                        workers=_parse_workers(workers))
     try:  # a number of workers the roles cannot have (the embedded model runs in-process): refuse before anything
-        worker_count(cfg, can_rebuild_roles=LOCAL not in lm_config.ids().values())
+        n_workers = worker_count(cfg, can_rebuild_roles=LOCAL not in lm_config.ids().values())
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--workers") from exc
     dom = get_domain(domain, data_dir=data)
@@ -116,7 +116,7 @@ def synth(
                   f"{episodes} episode(s) per task; LMs {sorted(set(lm_config.ids().values()))}")
     if loaded:
         console.print(f"compiled roles loaded: {', '.join(loaded)}")
-    result = _run_engine(out, dom, roles, cfg, manifest, resuming, lm_config, ray, compiled)
+    result = _run_engine(out, dom, roles, cfg, manifest, resuming, lm_config, ray, compiled, n_workers)
     print_inspect(out)
     if result.accepted_dialogues == 0:
         console.print("[red]nothing was accepted[/] — see the rejection reasons per stage above")
@@ -124,7 +124,7 @@ def synth(
 
 
 def _run_engine(out: Path, dom: Domain, roles: Roles, cfg: EngineConfig, manifest: RunManifest, resuming: bool,
-                lm_config: RoleLMConfig, ray: str | None, compiled: Path | None) -> EngineResult:
+                lm_config: RoleLMConfig, ray: str | None, compiled: Path | None, n_workers: int) -> EngineResult:
     """Run the engine into ``out`` with a live yield table.
 
     A run this call started that fails before storing a record leaves no directory behind
@@ -134,11 +134,11 @@ def _run_engine(out: Path, dom: Domain, roles: Roles, cfg: EngineConfig, manifes
     import functools
 
     from eigendspy.engine.engine import DataEngine
-    from eigendspy.engine.processes import ProcessWorkerPool, worker_count
+    from eigendspy.engine.processes import ProcessWorkerPool
     from eigendspy.engine.remote_items import roles_from_config
     from eigendspy.engine.store.discard import discard_if_unused
     from eigendspy.engine.store.store import RunStore
-    from eigendspy.lm.config import LOCAL, ROLES
+    from eigendspy.lm.config import ROLES
     from eigendspy.lm.resilience import LMUnavailableError
 
     existed = out.exists()
@@ -152,10 +152,10 @@ def _run_engine(out: Path, dom: Domain, roles: Roles, cfg: EngineConfig, manifes
             pool = RayWorkerPool.start((cfg.domain, cfg.data_dir, {}),  # actors load --compiled too
                                        functools.partial(roles_from_config, lm_config), cfg, compiled=compiled,
                                        address=ray)
-        elif (n := worker_count(cfg, can_rebuild_roles=LOCAL not in lm_config.ids().values())) > 1:
+        elif n_workers > 1:
             pool = ProcessWorkerPool.start((cfg.domain, cfg.data_dir, {}), functools.partial(
-                roles_from_config, lm_config), cfg, num_workers=n, compiled=compiled)  # workers load --compiled too
-            console.print(f"items on {n} worker processes", style="dim")
+                roles_from_config, lm_config), cfg, num_workers=n_workers, compiled=compiled)  # they load --compiled
+            console.print(f"items on {n_workers} worker processes", style="dim")
         engine = DataEngine(dom, roles, store, cfg, progress=counter, worker=pool)
         with Live(counter.table(), console=console, refresh_per_second=4) as live:
             def tick(event: str, ok: bool) -> None:

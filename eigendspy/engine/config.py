@@ -80,7 +80,9 @@ class EngineConfig(BaseModel):
     and the roles can be rebuilt in a child process (the front end has a picklable roles factory: API or scripted
     LMs); in-process otherwise — a few streams gain nothing, and the embedded local model must not load its
     weights once per process. An integer: that many (``1``: in-process). Resolved by
-    `eigendspy.engine.processes.worker_count`; how fast a run goes, not what it makes (a resume may change it)."""
+    `eigendspy.engine.processes.worker_count`; how fast a run goes, not what it makes (a resume may change it).
+    Read by front ends that start a pool (``eigendspy synth``): `DataEngine` itself runs items in-process unless
+    it is handed a pool as ``worker``."""
     cached_adapter: bool = True
     """Format role prompts with `eigendspy.lm.cached_adapter.CachedChatAdapter` where DSPy would use its default
     ``ChatAdapter`` (same prompts byte for byte, the signature/tools part formatted once). Off: DSPy's own."""

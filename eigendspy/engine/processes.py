@@ -171,9 +171,7 @@ class ProcessWorkerPool:
             self._room = (loop, asyncio.Condition())
         room = self._room[1]
         async with room:
-            await room.wait_for(lambda: self._least_loaded() is not None)
-            worker = self._least_loaded()
-            assert worker is not None
+            worker = await room.wait_for(self._least_loaded)  # the predicate's value: a worker with room
             worker.outstanding += 1
         try:
             return await worker.request(op, **args)
@@ -244,8 +242,7 @@ class _Worker:
             self.process.join(1)
             raise WorkerCrashedError(f"{self.describe()} while starting") from exc
         if "error" in msg:
-            raise WorkerCrashedError(f"item worker {self.index} could not start: {msg['type']}: {msg['message']}\n"
-                                     f"--- worker traceback ---\n{msg['traceback']}")
+            raise WorkerCrashedError(f"item worker {self.index} could not start: {_remote_error(msg)}")
         self.reader = threading.Thread(target=self._read, daemon=True, name=f"eigendspy-pool-reader-{self.index}")
         self.reader.start()
 
@@ -260,7 +257,7 @@ class _Worker:
         if not self._send({"id": rid, "op": op, "args": args}):
             with self.lock:
                 self.pending.pop(rid, None)
-            self.process.join(1)
+            await asyncio.to_thread(self.process.join, 1)  # its exit code for the message, off the loop
             raise WorkerCrashedError(self.failure or f"{self.describe()}; its pipe is closed")
         try:
             return await future
@@ -322,8 +319,12 @@ def _settle(future: asyncio.Future[str], msg: dict[str, Any], index: int) -> Non
     elif msg.get("type") == "LMUnavailableError":
         future.set_exception(LMUnavailableError(msg["message"], role=msg.get("role")))
     else:
-        future.set_exception(WorkerItemError(f"an item failed in item worker {index}: {msg['type']}: "
-                                             f"{msg['message']}\n--- worker traceback ---\n{msg['traceback']}"))
+        future.set_exception(WorkerItemError(f"an item failed in item worker {index}: {_remote_error(msg)}"))
+
+
+def _remote_error(msg: dict[str, Any]) -> str:
+    """A worker's error message: its type and text, then its traceback (kept across the process boundary)."""
+    return f"{msg['type']}: {msg['message']}\n--- worker traceback ---\n{msg['traceback']}"
 
 
 def _fail(future: asyncio.Future[str], error: BaseException) -> None:

@@ -19,6 +19,7 @@ def test_benchmark_main_writes_sane_json(tmp_path):
 
     pool, local = data["modes"]["processes (default)"], data["modes"]["in-process"]
     assert pool["workers"] == 2 and local["workers"] == 1 and local["startup_s"] == 0
+    assert pool["startup_s"] > 0  # the workers' start-up is measured (in-process has none to measure)
     for mode in (pool, local):
         assert set(mode["lm_requests_by_role"]) == ROLES  # one round: no reflector
         assert mode["lm_requests_by_role"]["planner"] == 1
