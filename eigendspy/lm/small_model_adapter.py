@@ -25,7 +25,6 @@ engine enforces exactly the same constraints as with `CachedJSONAdapter`; only t
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Hashable, Sequence
 from typing import Any, Literal, get_args, get_origin
 
@@ -170,10 +169,6 @@ class SmallModelJSONAdapter(CachedJSONAdapter):
             "Inputs will have the following structure:", inputs,
             "Outputs will be a JSON object with the following fields.",
             json.dumps(outputs, indent=2, ensure_ascii=False)])
-
-    def format_task_description(self, signature: type[dspy.Signature]) -> str:
-        objective = ("\n" + " " * 8).join(["", *textwrap.dedent(signature.instructions).splitlines()])
-        return f"In adhering to this structure, your objective is: {objective}"
 
     # --- user message: shared inputs, then the rest, then this call's formats --------------------------
 

@@ -82,8 +82,8 @@ class LocalEngine:
         max_array_items: Small-model mode: every schema array without ``maxItems`` gets this one
             (both via :func:`eigendspy.lm.small_model.bound_schema`; None leaves schemas as DSPy sent them).
         prefix_cache: Prompts whose KV states later calls sharing a token prefix reuse (`PrefixCache`); 0: off.
-        draft_tokens: Prompt-lookup tokens verified per forward in greedy decoding (`decode`); 3 by default (a
-            forward of 4 tokens costs ~1.75x one of 1 on this CPU: `demo-synth`'s calls 1.26x faster); 0: off.
+        draft_tokens: Prompt-lookup tokens verified per forward in the greedy loop (`decode`; none without it); 3 by
+            default (a forward of 4 tokens costs ~1.75x one of 1 on this CPU: `demo-synth`'s calls 1.26x faster).
         grow_cache: KV cache layers that grow in place (`eigendspy.lm.local.kv_cache`); False: transformers' own.
         greedy_loop: Greedy calls without stop strings decode in `decode.greedy_decode` (grammar-forced tokens
             without logits); False, sampling or stop strings: ``model.generate``.
@@ -206,7 +206,6 @@ class LocalEngine:
         """
         import torch
         import transformers
-        from transformers import DynamicCache
 
         budget = max_new_tokens or self.max_new_tokens
         temperature = self.temperature if temperature is None else temperature
@@ -233,15 +232,11 @@ class LocalEngine:
                 **options,
             )
             inputs = torch.tensor([ids], device=self.device)
-            prefix = self.prefix_cache
-            if prefix is not None:
-                cache, reused = prefix.start(ids, self.model.config, grow=self.grow_cache)
-            else:
-                cache, reused = (new_cache(self.model.config) if self.grow_cache else None), 0
-            own_loop = not sample and not stop and (self.greedy_loop or self.draft_tokens > 0)
-            if own_loop and (cache is None or not croppable(cache)):
-                cache, reused = DynamicCache(config=self.model.config), 0
-                own_loop = croppable(cache)
+            prefix, model_config = self.prefix_cache, self.model.config
+            cache, reused = (prefix.start(ids, model_config, grow=self.grow_cache) if prefix is not None
+                             else (new_cache(model_config, grow=self.grow_cache), 0))
+            # drafts are verified inside the own loop: greedy_loop=False is model.generate, drafts or not
+            own_loop = not sample and not stop and self.greedy_loop and croppable(cache)
             with torch.inference_mode(), torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed if seed is not None else self.seed + call)
                 if own_loop:  # greedy: the same tokens as model.generate, fewer forwards (eigendspy.lm.local.decode)
@@ -255,7 +250,7 @@ class LocalEngine:
                         generation_config=config,
                         logits_processor=transformers.LogitsProcessorList([processor] if processor else []),
                         tokenizer=self.tokenizer if stop else None,
-                        **({"cache": cache} if cache is not None else {}),
+                        cache=cache,
                     )
             if prefix is not None and not prefix.finish(ids, cache):
                 self.prefix_cache = None  # sliding-window or other layers: no reuse for this model

@@ -67,7 +67,7 @@ class GrammarProcessor:
         """
         import torch
 
-        self._advance(input_ids)
+        produced = self._advance(input_ids)
         if self.matcher.is_terminated():
             return None
         self._fill()
@@ -79,7 +79,7 @@ class GrammarProcessor:
         if word & (word - 1):
             return None
         token = index * 32 + word.bit_length() - 1
-        if input_ids.shape[1] - self.prompt_len >= self.budget:
+        if produced >= self.budget:
             self.closing = True  # what __call__ would record at this position
         return token
 

@@ -15,6 +15,7 @@ Sliding-window and other layer types are left as transformers builds them.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 __all__ = ["croppable", "growing_layer_class", "new_cache"]
@@ -70,14 +71,10 @@ def _growing_layer_class() -> type:
     return GrowingLayer
 
 
-_CLASS: list[type] = []
-
-
+@functools.cache
 def growing_layer_class() -> type:
     """The ``GrowingLayer`` class (built on first use: transformers is imported lazily, like torch)."""
-    if not _CLASS:
-        _CLASS.append(_growing_layer_class())
-    return _CLASS[0]
+    return _growing_layer_class()
 
 
 def croppable(cache: Any) -> bool:
